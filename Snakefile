@@ -1,0 +1,15 @@
+# Passerelle: hospital DICOM deliveries -> BIDS dataset. See README.md.
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/convert.smk"
+include: "workflow/rules/finalize.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        run_targets(),

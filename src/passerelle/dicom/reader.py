@@ -1,0 +1,202 @@
+"""Read one file's DICOM header without loading pixel data.
+
+Returns either the attributes the pipeline needs (identifiers already keyed) or a
+reason why the file cannot be used. Never raises for bad input.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import zlib
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from passerelle.dicom.classify import object_class
+from passerelle.keys import SecretKey
+from passerelle.labels import opaque_id, patient_key, session_label, subject_label
+
+PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # Pixel Data, Float, Double Float
+UNDEFINED_LENGTH = 0xFFFFFFFF
+GZIP_MAGIC = b"\x1f\x8b"
+
+# Plain attributes copied for classification and mapping (no identifiers among them).
+_PLAIN = (
+    "Modality",
+    "SeriesNumber",
+    "SeriesDescription",
+    "ProtocolName",
+    "Manufacturer",
+    "ManufacturerModelName",
+    "MRAcquisitionType",
+    "ScanningSequence",
+    "SequenceVariant",
+    "ImageType",
+    "EchoTime",
+    "EchoNumbers",
+    "RepetitionTime",
+    "InversionTime",
+    "FlipAngle",
+    "Rows",
+    "Columns",
+    "NumberOfFrames",
+    "InstanceNumber",
+    "BodyPartExamined",
+    "PatientSex",
+    "BurnedInAnnotation",
+)
+
+
+@dataclass
+class Header:
+    # Identifiers are keyed before they leave this module: the index cache holds no
+    # PatientID or UID in clear. Long opaque ids group files; labels name them in BIDS.
+    object_class: str
+    patient: str
+    subject: str
+    study: str
+    session: str
+    series: str
+    sop: str
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Unusable:
+    reason: str
+
+
+def _plain(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, pydicom.multival.MultiValue | list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, pydicom.valuerep.PersonName):
+        return None
+    if isinstance(value, int | float | str):
+        return (
+            value
+            if not isinstance(value, pydicom.valuerep.DSfloat | pydicom.valuerep.IS)
+            else (float(value) if isinstance(value, pydicom.valuerep.DSfloat) else int(value))
+        )
+    return str(value)
+
+
+def _open(path: Path) -> tuple[BinaryIO, int]:
+    with path.open("rb") as fh:
+        magic = fh.read(2)
+    if magic == GZIP_MAGIC:
+        data = gzip.decompress(path.read_bytes())
+        return io.BytesIO(data), len(data)
+    return path.open("rb"), path.stat().st_size
+
+
+def _age_years(ds: Dataset) -> int | None:
+    age = str(ds.get("PatientAge", "") or "").strip().upper()
+    if len(age) == 4 and age[:3].isdigit():
+        n, unit = int(age[:3]), age[3]
+        return {"Y": n, "M": n // 12, "W": n // 52, "D": n // 365}.get(unit)
+    birth, when = str(ds.get("PatientBirthDate", "") or ""), str(ds.get("StudyDate", "") or "")
+    try:
+        b = date(int(birth[:4]), int(birth[4:6]), int(birth[6:8]))
+        s = date(int(when[:4]), int(when[4:6]), int(when[6:8]))
+    except ValueError:
+        return None
+    return s.year - b.year - ((s.month, s.day) < (b.month, b.day))
+
+
+def _enhanced_echo_time(ds: Dataset) -> float | None:
+    for group in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        seq = ds.get(group)
+        if not seq:
+            continue
+        echo = seq[0].get("MREchoSequence")
+        if echo and "EffectiveEchoTime" in echo[0]:
+            return float(echo[0].EffectiveEchoTime)
+    return None
+
+
+def _pixel_problem(ds: Dataset, size: int) -> str | None:
+    for tag in PIXEL_TAGS:
+        if tag in ds:
+            raw = ds.get_item(tag)
+            tell = getattr(raw, "value_tell", None)
+            length = getattr(raw, "length", 0)
+            if tell is not None and length != UNDEFINED_LENGTH and tell + length > size:
+                return f"truncated: pixel data declares {length} bytes, file ends {tell + length - size} bytes short"
+            return None
+    return "no pixel data in an image object"
+
+
+def read_header(path: Path, key: SecretKey) -> Header | Unusable:
+    try:
+        fh, size = _open(path)
+    except (OSError, EOFError, zlib.error) as exc:
+        return Unusable(f"unreadable: {type(exc).__name__}")
+    if size == 0:
+        return Unusable("not DICOM: empty file")
+    try:
+        with fh:
+            try:
+                ds = pydicom.dcmread(fh, defer_size=1024)
+            except InvalidDicomError:
+                fh.seek(0)
+                ds = pydicom.dcmread(fh, defer_size=1024, force=True)
+                if "SOPClassUID" not in ds:
+                    return Unusable("not DICOM: no DICOM preamble or SOP Class")
+    except Exception as exc:  # pydicom raises many types on corrupt headers
+        return Unusable(f"unreadable: corrupt or truncated header ({type(exc).__name__})")
+
+    sop_class = ds.get("SOPClassUID") or getattr(
+        ds.get("file_meta"), "MediaStorageSOPClassUID", None
+    )
+    cls = object_class(str(sop_class) if sop_class else None)
+    if cls == "directory":
+        return Header(cls, "", "", "", "", "", "", {"ObjectClass": cls})
+    try:
+        study = str(ds.get("StudyInstanceUID", "") or "").strip()
+        series = str(ds.get("SeriesInstanceUID", "") or "").strip()
+        sop = str(ds.get("SOPInstanceUID", "") or "").strip()
+        pid = str(ds.get("PatientID", "") or "").strip()
+        issuer = str(ds.get("IssuerOfPatientID", "") or "").strip()
+        missing = [
+            n
+            for n, v in (
+                ("PatientID", pid),
+                ("StudyInstanceUID", study),
+                ("SeriesInstanceUID", series),
+                ("SOPInstanceUID", sop),
+            )
+            if not v
+        ]
+        if missing:
+            return Unusable(f"missing required attribute {missing[0]}")
+        attrs: dict[str, Any] = {k: _plain(ds.get(k)) for k in _PLAIN if k in ds}
+        if isinstance(attrs.get("ImageType"), str):
+            attrs["ImageType"] = [attrs["ImageType"]]
+        if "EchoTime" not in attrs and (te := _enhanced_echo_time(ds)) is not None:
+            attrs["EchoTime"] = te
+        attrs["ObjectClass"] = cls
+        attrs["SOPClassUID"] = str(sop_class)
+        attrs["Age"] = _age_years(ds)
+        if cls == "image" and (problem := _pixel_problem(ds, size)):
+            return Unusable(problem)
+    except Exception as exc:
+        return Unusable(f"unreadable: corrupt attribute ({type(exc).__name__})")
+    patient = patient_key(issuer, pid)
+    return Header(
+        object_class=cls,
+        patient=opaque_id(key, "patient", patient, 24),
+        subject=subject_label(key, patient),
+        study=opaque_id(key, "study", study, 24),
+        session=session_label(key, study),
+        series=opaque_id(key, "series", series, 24),
+        sop=opaque_id(key, "sop", sop, 24),
+        attrs=attrs,
+    )

@@ -1,0 +1,131 @@
+"""Publish converted sessions into the BIDS dataset and account for every input file."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from passerelle import __version__
+from passerelle.bids.dataset import write_dataset_files
+from passerelle.bids.paths import session_dir
+from passerelle.config import Settings
+from passerelle.fsutil import write_json, write_tsv
+from passerelle.keys import SecretKey
+from passerelle.labels import opaque_id
+from passerelle.plan import PENDING
+from passerelle.state import State
+
+
+def staging_dir(work: Path, sub: str, ses: str) -> Path:
+    return work / "staging" / f"sub-{sub}_ses-{ses}"
+
+
+def result_path(work: Path, sub: str, ses: str) -> Path:
+    return work / "results" / f"sub-{sub}_ses-{ses}.json"
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    """Hard-link a staged session into place (copy across file systems), then swap it in."""
+    tmp = dst.with_name(f".{dst.name}.incoming")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+    def link(s: str, d: str) -> None:
+        try:
+            os.link(s, d)
+        except OSError:
+            shutil.copy2(s, d)
+
+    shutil.copytree(src, tmp, copy_function=link)
+    old = dst.with_name(f".{dst.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if dst.exists():
+        os.replace(dst, old)
+    os.replace(tmp, dst)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def publish_session(settings: Settings, sub: str, ses: str) -> dict[str, Any]:
+    result = json.loads(result_path(settings.work, sub, ses).read_text())
+    staged = staging_dir(settings.work, sub, ses) / session_dir(sub, ses)
+    target = settings.bids_dir / session_dir(sub, ses)
+    if staged.is_dir():
+        _link_tree(staged, target)
+    elif target.exists():
+        shutil.rmtree(target)  # the session no longer yields any image
+    return result
+
+
+def _manifest(settings: Settings, key: SecretKey, state: State) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    public, private = [], []
+    for path, st, reason, sub, ses, number, present in state.dispositions():
+        if not present:
+            continue
+        counts[st or PENDING] += 1
+        fid = opaque_id(key, "file", path)
+        where = [f"sub-{sub}" if sub else None, f"ses-{ses}" if ses else None, number]
+        public.append([fid, st, reason, *where])
+        private.append([path, fid, st, reason, *where])
+    header = ["state", "reason", "subject", "session", "series"]
+    # The public manifest names files by keyed id: inbox paths can carry patient names.
+    write_tsv(settings.reports_dir / "manifest.tsv", ["file_id", *header], public)
+    write_tsv(settings.work / "manifest.tsv", ["path", "file_id", *header], private)
+    return counts
+
+
+def finalize(settings: Settings, key: SecretKey, run_id: str) -> dict[str, Any]:
+    state = State(settings.work / "state.sqlite")
+    try:
+        pending = json.loads(state.meta(f"run:{run_id}:pending") or "[]")
+        rows = []
+        for sub, ses, _digest in pending:
+            result = publish_session(settings, sub, ses)
+            for series in result["series"]:
+                for rel in series["files"]:
+                    rows.append((rel, series["state"], series["reason"], sub, ses, series["number"]))
+        state.set_dispositions(rows)
+        present = [
+            (sub, ses, sex, age)
+            for sub, ses, sex, age, _ in state.sessions()
+            if (settings.bids_dir / session_dir(sub, ses)).is_dir()
+        ]
+        write_dataset_files(settings.bids_dir, settings.raw["dataset"], present)
+        counts = _manifest(settings, key, state)
+        summary = {
+            "passerelle": __version__,
+            "run_id": run_id,
+            "sessions_processed": len(pending),
+            "sessions_in_dataset": len(present),
+            "subjects_in_dataset": len({p[0] for p in present}),
+            "files": dict(sorted(counts.items())),
+            "reasons": _reasons(state),
+        }
+        write_json(settings.reports_dir / "summary.json", summary)
+        return summary
+    finally:
+        state.close()
+
+
+def _reasons(state: State) -> list[dict[str, Any]]:
+    tally: Counter[tuple[str, str]] = Counter()
+    for _, st, reason, *_rest, present in state.dispositions():
+        if present and st != "converted":
+            tally[(st or PENDING, reason or "")] += 1
+    return [{"state": s, "reason": r, "files": n} for (s, r), n in sorted(tally.items())]
+
+
+def close_run(settings: Settings, run_id: str) -> None:
+    """Record the run's sessions as done, so the next plan leaves them out of the DAG."""
+    state = State(settings.work / "state.sqlite")
+    try:
+        pending = json.loads(state.meta(f"run:{run_id}:pending") or "[]")
+        state.mark_done((sub, ses, digest) for sub, ses, digest in pending)
+        digest = state.meta(f"run:{run_id}:dataset_digest")
+        if digest:
+            state.set_meta("dataset_digest", digest)
+    finally:
+        state.close()

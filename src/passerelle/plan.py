@@ -1,0 +1,257 @@
+"""Decide, from the indexed inbox, what each file becomes and which sessions need work.
+
+Runs in the Snakemake main process before the DAG is built. Its cost is a directory walk
+plus header reads of new files only; the DAG then holds only sessions whose inputs changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from passerelle import __version__
+from passerelle.bids.mapping import map_series, match_fields
+from passerelle.config import Settings
+from passerelle.dicom.classify import is_derived, is_localizer
+from passerelle.dicom.index import Indexed, update_index
+from passerelle.errors import PasserelleError
+from passerelle.fsutil import canonical_json, sha256_file, write_if_changed
+from passerelle.keys import SecretKey
+from passerelle.state import State
+
+CONVERTED, SOURCE_ONLY, QUARANTINED, PENDING = "converted", "source_only", "quarantined", "pending"
+
+
+@dataclass
+class Plan:
+    run_id: str | None
+    pending: list[tuple[str, str]]
+    counts: dict[str, int] = field(default_factory=dict)
+    files_read: int = 0
+
+
+@dataclass
+class _Series:
+    subject: str
+    session: str
+    patient: str
+    study: str
+    files: list[str] = field(default_factory=list)
+    attrs: dict[str, Any] = field(default_factory=dict)
+    patients: set[str] = field(default_factory=set)
+
+
+def spec_path(work: Path, sub: str, ses: str) -> Path:
+    return work / "specs" / f"sub-{sub}" / f"ses-{ses}.json"
+
+
+def _series_order(s: _Series) -> tuple[int, str]:
+    number = s.attrs.get("SeriesNumber")
+    return (number if isinstance(number, int) else 1 << 30, s.files[0])
+
+
+def _resolve_duplicates(
+    inbox: Path, records: dict[str, Indexed], disp: dict[str, tuple[str, str]]
+) -> None:
+    """Same SOPInstanceUID twice: identical copies are kept once, conflicting ones set aside."""
+    by_sop: dict[str, list[str]] = defaultdict(list)
+    for rel, item in records.items():
+        if item.record.get("sop"):
+            by_sop[item.record["sop"]].append(rel)
+    for paths in by_sop.values():
+        if len(paths) < 2:
+            continue
+        paths.sort()
+        digests = {p: sha256_file(inbox / p) for p in paths}
+        if len(set(digests.values())) == 1:
+            for p in paths[1:]:
+                disp[p] = (SOURCE_ONLY, "identical duplicate of another file in the delivery")
+        else:
+            for p in paths:
+                disp[p] = (QUARANTINED, "duplicate SOPInstanceUID with different content")
+
+
+def _group(
+    records: dict[str, Indexed], disp: dict[str, tuple[str, str]]
+) -> dict[tuple[str, str], list[_Series]]:
+    series: dict[str, _Series] = {}
+    for rel in sorted(records):
+        rec = records[rel].record
+        if rel in disp:
+            continue
+        if "unusable" in rec:
+            disp[rel] = (QUARANTINED, rec["unusable"])
+            continue
+        if rec["object_class"] == "directory":
+            disp[rel] = (SOURCE_ONLY, "DICOMDIR media index (files are indexed directly)")
+            continue
+        s = series.setdefault(
+            rec["series"], _Series(rec["subject"], rec["session"], rec["patient"], rec["study"])
+        )
+        s.files.append(rel)
+        s.patients.add(rec["patient"])
+        if not s.attrs:
+            s.attrs = rec["attrs"]
+    studies: dict[str, set[str]] = defaultdict(set)
+    for s in series.values():
+        studies[s.study] |= s.patients
+    sessions: dict[tuple[str, str], list[_Series]] = defaultdict(list)
+    for s in series.values():
+        if len(s.patients) > 1:
+            reason = "mixed patients in one series"
+        elif len(studies[s.study]) > 1:
+            reason = "mixed patients in one study"
+        else:
+            sessions[(s.subject, s.session)].append(s)
+            continue
+        for rel in s.files:
+            disp[rel] = (QUARANTINED, reason)
+    return sessions
+
+
+def _check_label_collisions(sessions: dict[tuple[str, str], list[_Series]]) -> None:
+    owners: dict[str, str] = {}
+    for (sub, _), group in sessions.items():
+        for s in group:
+            if owners.setdefault(sub, s.patient) != s.patient:
+                raise PasserelleError(
+                    f"subject label collision on sub-{sub}: two patients share a label; "
+                    "report this (it is a 1 in 2^48 event)"
+                )
+
+
+def _disposition(s: _Series, settings: Settings) -> tuple[str, str, Any]:
+    cfg = settings.convert
+    attrs = s.attrs
+    image_type = [str(t) for t in attrs.get("ImageType") or []]
+    cls = attrs.get("ObjectClass")
+    if cls != "image":
+        return SOURCE_ONLY, f"non-image object ({cls})", None
+    descriptions = " ".join(str(attrs.get(k) or "") for k in ("SeriesDescription", "ProtocolName"))
+    if is_localizer(image_type) or re.search(cfg["localizer_pattern"], descriptions):
+        return SOURCE_ONLY, "localizer", None
+    if cfg["skip_derived"] and is_derived(image_type):
+        return SOURCE_ONLY, "derived image (reconstructed by the scanner from other series)", None
+    target = map_series(settings.bids_map["rules"], match_fields(attrs, len(s.files)))
+    if target is None:
+        return SOURCE_ONLY, "no bids_map rule matched", None
+    return PENDING, f"rule {target.rule}", target
+
+
+def _assign_runs(entries: list[dict[str, Any]]) -> None:
+    """Series that would share a name get run-1..n in SeriesNumber order."""
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for e in entries:
+        t = e["target"]
+        if t and not t["entities"].get("run"):
+            ents = {k: v for k, v in t["entities"].items() if k != "run"}
+            groups[json.dumps([t["datatype"], t["suffix"], ents], sort_keys=True)].append(e)
+    for members in groups.values():
+        if len(members) > 1:
+            for i, e in enumerate(members, start=1):
+                e["target"]["entities"]["run"] = str(i)
+
+
+def _spec(
+    sub: str, ses: str, group: list[_Series], settings: Settings, records: dict[str, Indexed]
+) -> tuple[dict[str, Any], dict[str, tuple[str, str]]]:
+    entries: list[dict[str, Any]] = []
+    file_disp: dict[str, tuple[str, str]] = {}
+    for s in sorted(group, key=_series_order):
+        state, reason, target = _disposition(s, settings)
+        entries.append(
+            {
+                "number": s.attrs.get("SeriesNumber"),
+                "object_class": s.attrs.get("ObjectClass"),
+                "action": "convert" if state == PENDING else state,
+                "reason": reason,
+                "target": None
+                if target is None
+                else {
+                    "rule": target.rule,
+                    "datatype": target.datatype,
+                    "suffix": target.suffix,
+                    "entities": dict(target.entities),
+                    "echo_suffix": target.echo_suffix,
+                    "intended_for": list(target.intended_for),
+                    "task_name": target.task_name,
+                },
+                "files": [
+                    [rel, records[rel].size, records[rel].mtime_ns] for rel in sorted(s.files)
+                ],
+            }
+        )
+        for rel in s.files:
+            file_disp[rel] = (state, reason)
+    _assign_runs(entries)
+    first = group[0].attrs
+    spec = {
+        "passerelle": __version__,
+        "subject": sub,
+        "session": ses,
+        "inbox": str(settings.inbox),
+        "convert": {k: settings.convert[k] for k in ("compress",)},
+        "demographics": {"sex": first.get("PatientSex"), "age": first.get("Age")},
+        "series": entries,
+    }
+    return spec, file_disp
+
+
+def prepare(settings: Settings, key: SecretKey, workers: int = 2) -> Plan:
+    state = State(settings.work / "state.sqlite")
+    try:
+        records, n_read = update_index(settings.inbox, key, state, workers)
+        disp: dict[str, tuple[str, str]] = {}
+        _resolve_duplicates(settings.inbox, records, disp)
+        sessions = _group(records, disp)
+        _check_label_collisions(sessions)
+        loose = dict(disp)
+        done = state.done_hashes()
+        pending: list[tuple[str, str, str]] = []
+        rows: list[tuple[str, str, str, str | None, str | None, int | None]] = []
+        for (sub, ses), group in sorted(sessions.items()):
+            spec, file_disp = _spec(sub, ses, group, settings, records)
+            text = canonical_json(spec)
+            digest = hashlib.sha256(text.encode()).hexdigest()
+            if done.get((sub, ses)) != digest:
+                number = {rel: s.attrs.get("SeriesNumber") for s in group for rel in s.files}
+                for rel, (st, reason) in file_disp.items():
+                    rows.append((rel, st, reason, sub, ses, number[rel]))
+                write_if_changed(spec_path(settings.work, sub, ses), text.encode())
+                state.upsert_session(
+                    sub,
+                    ses,
+                    digest,
+                    spec["demographics"]["sex"],
+                    spec["demographics"]["age"],
+                    sum(len(s.files) for s in group),
+                )
+                pending.append((sub, ses, digest))
+        rows.extend((rel, st, reason, None, None, None) for rel, (st, reason) in loose.items())
+        # "pending" dispositions become converted or quarantined when their session finishes.
+        state.set_dispositions(rows)
+        dataset_digest = hashlib.sha256(
+            canonical_json(
+                {
+                    "loose": sorted(loose.items()),
+                    "dataset": settings.raw["dataset"],
+                    "version": __version__,
+                }
+            ).encode()
+        ).hexdigest()
+        counts = defaultdict(int)
+        for _, st, *_ in rows:
+            counts[st] += 1
+        if not pending and state.meta("dataset_digest") == dataset_digest:
+            return Plan(None, [], dict(counts), n_read)
+        run_id = hashlib.sha256(canonical_json([pending, dataset_digest]).encode()).hexdigest()[:16]
+        state.set_meta(f"run:{run_id}:dataset_digest", dataset_digest)
+        state.set_meta(f"run:{run_id}:pending", json.dumps(pending))
+        return Plan(run_id, [(a, b) for a, b, _ in pending], dict(counts), n_read)
+    finally:
+        state.close()

@@ -1,0 +1,53 @@
+# Validate every config file, load the key, then plan: the DAG holds only changed sessions.
+import sys
+from pathlib import Path
+
+from passerelle.errors import PasserelleError
+from passerelle.config import settings_from
+from passerelle.fsutil import canonical_json, write_if_changed
+from passerelle.keys import load_key, resolve_key_path
+from passerelle.plan import prepare, spec_path
+
+PASSERELLE = f"{sys.executable} -m passerelle"
+CONFIG_SOURCE = ", ".join(str(p) for p in workflow.overwrite_configfiles) or "config/config.yaml"
+
+try:
+    SETTINGS = settings_from(config, CONFIG_SOURCE, Path.cwd())
+    WORK = SETTINGS.work
+    REPORTS = SETTINGS.reports_dir
+    # Jobs read this resolved copy, so --config overrides reach every sub-command.
+    EFFECTIVE = WORK / "config.effective.json"
+    if workflow.is_main_process:
+        effective = dict(SETTINGS.raw)
+        effective.update(
+            inbox=str(SETTINGS.inbox),
+            output=str(SETTINGS.output),
+            work=str(SETTINGS.work),
+            bids_map=str(SETTINGS.bids_map_path),
+            key_file=str(resolve_key_path(SETTINGS.key_file, Path.cwd())),
+        )
+        write_if_changed(EFFECTIVE, canonical_json(effective).encode())
+        KEY = load_key(resolve_key_path(SETTINGS.key_file, Path.cwd()))
+        PLAN = prepare(SETTINGS, KEY)
+        print(
+            f"passerelle: {len(PLAN.pending)} session(s) to process, "
+            f"{PLAN.files_read} new or changed file(s) read",
+            file=sys.stderr,
+        )
+    else:
+        PLAN = None
+except PasserelleError as exc:
+    sys.exit(f"passerelle: error: {exc}")
+
+
+def run_targets():
+    """The run's closing marker; with no changed input, a file no rule makes, so no job runs."""
+    if PLAN is None or PLAN.run_id is None:
+        return [EFFECTIVE]
+    return [WORK / "runs" / f"{PLAN.run_id}.done"]
+
+
+def pending_results(wildcards):
+    return [
+        WORK / "results" / f"sub-{sub}_ses-{ses}.json" for sub, ses in PLAN.pending
+    ]
