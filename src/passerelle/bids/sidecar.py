@@ -6,6 +6,7 @@ Anything not listed is dropped (fails closed): an unknown dcm2niix key never lea
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 from typing import Any
@@ -70,17 +71,22 @@ def scrub_descrip(descrip: str) -> str:
 
 
 def scrub_nifti_header(path: Path) -> None:
-    """Rewrite the header text fields of an uncompressed NIfTI in place."""
-    img = nib.load(path)
-    header = img.header
-    size = int(header["sizeof_hdr"])
-    descrip = header["descrip"].tobytes().split(b"\0", 1)[0].decode("ascii", "replace")
-    header["descrip"] = scrub_descrip(descrip).encode()
-    for name in _BLANKED_TEXT_FIELDS:
-        if name in header:
-            header[name] = b""
-    block = header.binaryblock
-    if len(block) != size:
-        raise ValueError(f"unexpected NIfTI header size in {path.name}")
+    """Rewrite the header text fields of an uncompressed NIfTI in place.
+
+    The header is parsed from the raw bytes: nibabel's image-level header resets
+    vox_offset, which would shift the voxels if written back.
+    """
     with path.open("r+b") as fh:
+        raw = fh.read(540)
+        klass = nib.Nifti2Header if int.from_bytes(raw[:4], "little") == 540 else nib.Nifti1Header
+        header = klass.from_fileobj(io.BytesIO(raw))
+        descrip = header["descrip"].tobytes().split(b"\0", 1)[0].decode("ascii", "replace")
+        header["descrip"] = scrub_descrip(descrip).encode()
+        for name in _BLANKED_TEXT_FIELDS:
+            if name in header:
+                header[name] = b""
+        block = header.binaryblock
+        if block == raw[: len(block)]:
+            return
+        fh.seek(0)
         fh.write(block)

@@ -18,6 +18,9 @@ def validator_executable() -> str:
 
 
 def run_validator(bids: Path) -> dict[str, Any]:
+    if not any(bids.glob("sub-*")):
+        return {"validator": None, "errors": 0, "warnings": 0, "issues": [],
+                "skipped": "the dataset holds no subject yet"}
     env = dict(os.environ, NO_COLOR="1", DENO_NO_UPDATE_CHECK="1")
     proc = subprocess.run(
         [validator_executable(), "--format", "json", str(bids)],
@@ -44,6 +47,8 @@ def run_validator(bids: Path) -> dict[str, Any]:
 
 
 def pybids_summary(bids: Path) -> dict[str, Any]:
+    if not any(bids.glob("sub-*")):
+        return {"subjects": 0, "sessions": 0, "images": 0, "datatypes": []}
     from bids import BIDSLayout  # imported late: pybids is slow to import
 
     layout = BIDSLayout(str(bids), validate=False)

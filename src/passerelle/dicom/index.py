@@ -18,16 +18,25 @@ PARALLEL_THRESHOLD = 400
 
 
 def walk(inbox: Path) -> Iterator[tuple[str, int, int]]:
-    """Yield (inbox-relative path, size, mtime_ns) for every regular file, in sorted order."""
+    """Yield (inbox-relative path, size, mtime_ns) for every regular file, in sorted order.
+
+    Symlinked folders are followed (exports are often mounted or linked in) but each real
+    folder is visited once, so a link loop cannot hang the walk.
+    """
+    seen: set[str] = set()
     stack = [inbox]
     while stack:
         folder = stack.pop()
+        real = os.path.realpath(folder)
+        if real in seen:
+            continue
+        seen.add(real)
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name, reverse=True)
         except OSError:
             continue
         for entry in entries:
-            if entry.is_dir(follow_symlinks=False):
+            if entry.is_dir():
                 stack.append(Path(entry.path))
             elif entry.is_file():
                 st = entry.stat()
