@@ -32,10 +32,8 @@ def _where(error: jsonschema.ValidationError) -> str:
 
 def _describe(error: jsonschema.ValidationError) -> str:
     if error.validator == "additionalProperties":
-        allowed = sorted(error.schema.get("properties", {}))
-        extra = error.message.split("'")[1] if "'" in error.message else "?"
-        hint = f"; allowed keys: {', '.join(allowed)}" if allowed else ""
-        return f"unknown key '{extra}'{hint}"
+        allowed = ", ".join(sorted(error.schema.get("properties", {})))
+        return f"unknown key; expected one of: {allowed}"
     if error.validator == "required":
         return error.message.replace("is a required property", "is required")
     if error.validator == "enum":
@@ -56,7 +54,12 @@ def validate(data: Any, schema_name: str, source: str) -> dict[str, Any]:
     errors = sorted(validator_cls(schema).iter_errors(data), key=lambda e: list(e.absolute_path))
     if errors:
         err = errors[0]
-        raise ConfigError(f"{source}: key {_where(err)}: {_describe(err)}")
+        where = _where(err)
+        if err.validator == "additionalProperties":
+            extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
+            prefix = "" if where == "(top level)" else f"{where}."
+            where = prefix + (extra[0] if extra else "?")
+        raise ConfigError(f"{source}: key {where}: {_describe(err)}")
     _fill_defaults(data, schema)
     return data
 

@@ -18,6 +18,7 @@ try:
     # Jobs read this resolved copy, so --config overrides reach every sub-command.
     EFFECTIVE = WORK / "config.effective.json"
     if workflow.is_main_process:
+        KEY = load_key(resolve_key_path(SETTINGS.key_file, Path.cwd()))
         effective = dict(SETTINGS.raw)
         effective.update(
             inbox=str(SETTINGS.inbox),
@@ -27,7 +28,6 @@ try:
             key_file=str(resolve_key_path(SETTINGS.key_file, Path.cwd())),
         )
         write_if_changed(EFFECTIVE, canonical_json(effective).encode())
-        KEY = load_key(resolve_key_path(SETTINGS.key_file, Path.cwd()))
         PLAN = prepare(SETTINGS, KEY)
         print(
             f"passerelle: {len(PLAN.pending)} session(s) to process, "
