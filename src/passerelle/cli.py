@@ -36,8 +36,17 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     plan = prepare(settings, _key(settings))
-    print(json.dumps({"run_id": plan.run_id, "pending_sessions": len(plan.pending),
-                      "files_read": plan.files_read, "files": plan.counts}, sort_keys=True))
+    print(
+        json.dumps(
+            {
+                "run_id": plan.run_id,
+                "pending_sessions": len(plan.pending),
+                "files_read": plan.files_read,
+                "files": plan.counts,
+            },
+            sort_keys=True,
+        )
+    )
     return 0
 
 
@@ -52,9 +61,11 @@ def cmd_convert_session(args: argparse.Namespace) -> int:
 
 def cmd_finalize(args: argparse.Namespace) -> int:
     from passerelle.finalize import finalize
+    from passerelle.fsutil import write_json
 
     settings = _settings(args)
     summary = finalize(settings, _key(settings), args.run_id)
+    write_json(Path(args.summary), summary)
     print(json.dumps(summary["files"], sort_keys=True))
     return 0
 
@@ -63,12 +74,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from passerelle.bids.validate import pybids_summary, run_validator
     from passerelle.fsutil import write_json
 
-    bids = Path(args.bids)
+    settings = _settings(args)
+    bids = Path(args.bids) if args.bids else settings.bids_dir
     result = run_validator(bids)
     result["pybids"] = pybids_summary(bids)
     write_json(Path(args.out), result)
+    write_json(settings.reports_dir / "bids_validation.json", result)
     print(f"BIDS validator: {result['errors']} errors, {result['warnings']} warnings")
-    return 1 if result["errors"] and args.strict else 0
+    # Errors fail the run unless the configuration says validation is advisory.
+    return 1 if result["errors"] and settings.raw["validate"] else 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -119,12 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = with_config(sub.add_parser("finalize", help="publish sessions, write tables and manifest"))
     s.add_argument("--run-id", required=True)
+    s.add_argument("--summary", required=True, help="where to write the run summary")
     s.set_defaults(func=cmd_finalize)
 
-    s = sub.add_parser("validate", help="run the BIDS validator and pybids on a dataset")
-    s.add_argument("bids")
+    s = with_config(sub.add_parser("validate", help="run the BIDS validator and pybids"))
+    s.add_argument("--bids", help="dataset to check (default: the configured output)")
     s.add_argument("--out", required=True)
-    s.add_argument("--strict", action="store_true", help="exit 1 when the validator finds errors")
     s.set_defaults(func=cmd_validate)
 
     s = with_config(sub.add_parser("report", help="write the run report and close the run"))

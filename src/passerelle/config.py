@@ -39,9 +39,12 @@ def _describe(error: jsonschema.ValidationError) -> str:
     if error.validator == "enum":
         return f"expected one of {error.validator_value}, got {error.instance!r}"
     if error.validator == "type":
-        return f"expected {error.validator_value}, got {type(error.instance).__name__} {error.instance!r}"
+        got = f"{type(error.instance).__name__} {error.instance!r}"
+        return f"expected {error.validator_value}, got {got}"
     if error.validator == "oneOf":
-        return f"value {error.instance!r} matches no allowed form ({error.schema.get('description', 'see schema')})"
+        form = error.schema.get("description", "see the schema")
+        form = error.schema.get("description", "see the schema")
+        return f"value {error.instance!r} matches no allowed form ({form})"
     return error.message
 
 

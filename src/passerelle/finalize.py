@@ -86,7 +86,9 @@ def finalize(settings: Settings, key: SecretKey, run_id: str) -> dict[str, Any]:
             result = publish_session(settings, sub, ses)
             for series in result["series"]:
                 for rel in series["files"]:
-                    rows.append((rel, series["state"], series["reason"], sub, ses, series["number"]))
+                    rows.append(
+                        (rel, series["state"], series["reason"], sub, ses, series["number"])
+                    )
         state.set_dispositions(rows)
         present = [
             (sub, ses, sex, age)

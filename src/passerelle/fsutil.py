@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import os
@@ -12,8 +11,11 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-# Fixed gzip header fields keep .nii.gz bytes identical across runs and machines.
-GZIP_LEVEL = 6
+from isal import igzip
+
+# ISA-L compresses ~20x faster than zlib level 6 for a ~4% larger file; with mtime=0 and no
+# stored name the .nii.gz bytes are identical across runs and machines.
+GZIP_LEVEL = 2
 _CHUNK = 1 << 20
 
 
@@ -66,7 +68,9 @@ def gzip_file(src: Path, dst: Path) -> None:
     with (
         src.open("rb") as fin,
         tmp.open("wb") as raw,
-        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=GZIP_LEVEL) as gz,
+        igzip.IGzipFile(
+            filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=GZIP_LEVEL
+        ) as gz,
     ):
         shutil.copyfileobj(fin, gz, _CHUNK)
     os.replace(tmp, dst)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from passerelle.fsutil import write_text
 from passerelle.config import Settings
+from passerelle.fsutil import write_text
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2rem;max-width:60rem;color:#222}
@@ -23,7 +23,9 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def write_run_report(settings: Settings, summary: dict[str, Any], validation: dict[str, Any]) -> None:
+def write_run_report(
+    settings: Settings, summary: dict[str, Any], validation: dict[str, Any]
+) -> None:
     files = summary["files"]
     total = sum(files.values())
     verdict = (
@@ -37,18 +39,27 @@ def write_run_report(settings: Settings, summary: dict[str, Any], validation: di
         f"<h1>Passerelle run {html.escape(summary['run_id'])}</h1>",
         f"<p>passerelle {html.escape(summary['passerelle'])}: "
         f"{summary['sessions_processed']} sessions processed in this run; the dataset holds "
-        f"{summary['sessions_in_dataset']} sessions of {summary['subjects_in_dataset']} subjects.</p>",
+        f"{summary['sessions_in_dataset']} sessions of "
+        f"{summary['subjects_in_dataset']} subjects.</p>",
         "<h2>Every input file</h2>",
-        _table(["state", "files", "share"],
-               [[k, v, f"{100 * v / total:.1f}%"] for k, v in files.items()] if total else []),
+        _table(
+            ["state", "files", "share"],
+            [[k, v, f"{100 * v / total:.1f}%"] for k, v in files.items()] if total else [],
+        ),
         "<h2>Set aside or kept as source, and why</h2>",
-        _table(["state", "reason", "files"],
-               [[r["state"], r["reason"], r["files"]] for r in summary["reasons"]]),
+        _table(
+            ["state", "reason", "files"],
+            [[r["state"], r["reason"], r["files"]] for r in summary["reasons"]],
+        ),
         "<h2>Validation</h2>",
         verdict,
-        _table(["severity", "code", "location"],
-               [[i["severity"], i["code"], i.get("location") or ""]
-                for i in validation.get("issues", [])[:200]]),
+        _table(
+            ["severity", "code", "location"],
+            [
+                [i["severity"], i["code"], i.get("location") or ""]
+                for i in validation.get("issues", [])[:200]
+            ],
+        ),
         "<p>The file-by-file manifest is <code>manifest.tsv</code> beside this report.</p>",
         "</body></html>",
     ]

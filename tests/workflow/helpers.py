@@ -39,5 +39,8 @@ def read_tsv(path: Path) -> list[dict[str, str]]:
 
 def jobs_run(proc: subprocess.CompletedProcess[str], rule: str) -> int:
     """How many jobs of a rule Snakemake started, from its log."""
-    return sum(1 for line in proc.stderr.splitlines() if line.strip() == f"rule {rule}:"
-               or line.strip() == f"localrule {rule}:")
+    return sum(
+        1
+        for line in proc.stderr.splitlines()
+        if line.strip() == f"rule {rule}:" or line.strip() == f"localrule {rule}:"
+    )

@@ -76,7 +76,11 @@ def test_each_bad_file_gets_its_reason(bad_inbox: Path, key_file: Path, tmp_path
     conflicting = [p for p in dups if "different content" in rows[p]["reason"]]
     assert len(conflicting) == 2
     assert all(rows[p]["state"] == "quarantined" for p in conflicting)
-    assert all(reason(p) == "quarantined: mixed patients in one series" for p in rows if p.startswith("MIXED/"))
+    assert all(
+        reason(p) == "quarantined: mixed patients in one series"
+        for p in rows
+        if p.startswith("MIXED/")
+    )
     assert rows["PAT1/T1/IM0001"]["state"] == "converted"
     # The clean part of the fieldmap series still converts.
     assert any(rows[p]["state"] == "converted" for p in dups)

@@ -37,34 +37,35 @@ def converted(testdata: Path, key_file: Path, tmp_path_factory: pytest.TempPathF
 
 def _images(bids: Path) -> dict[str, Path]:
     """BIDS images keyed by their name with the keyed labels blanked out."""
-    return {
-        LABEL.sub(r"\1-X", p.relative_to(bids).as_posix()): p
-        for p in bids.rglob("*.nii.gz")
-    }
+    return {LABEL.sub(r"\1-X", p.relative_to(bids).as_posix()): p for p in bids.rglob("*.nii.gz")}
 
 
+XA, NIH = "siemens_xa30_exam/Ref/", "ge_siemens_epi/Ref/"
+ANAT = "sub-X/ses-X/anat/sub-X_ses-X_"
+FMAP = "sub-X/ses-X/fmap/sub-X_ses-X_"
+FUNC = "sub-X/ses-X/func/sub-X_ses-X_"
 EXPECTED = {
     # Siemens XA30, enhanced multi-frame
-    "sub-X/ses-X/anat/sub-X_ses-X_acq-tfl_run-1_T1w.nii.gz": "siemens_xa30_exam/Ref/5_anat-T1w_acq-tfl.nii",
-    "sub-X/ses-X/anat/sub-X_ses-X_acq-tfl_run-2_T1w.nii.gz": "siemens_xa30_exam/Ref/6_anat-T1w_acq-tfl.nii",
-    "sub-X/ses-X/fmap/sub-X_ses-X_magnitude1.nii.gz": "siemens_xa30_exam/Ref/8_gre_field_mapping_e1.nii",
-    "sub-X/ses-X/fmap/sub-X_ses-X_magnitude2.nii.gz": "siemens_xa30_exam/Ref/8_gre_field_mapping_e2.nii",
-    "sub-X/ses-X/fmap/sub-X_ses-X_phasediff.nii.gz": "siemens_xa30_exam/Ref/9_gre_field_mapping_e2_ph.nii",
-    "sub-X/ses-X/func/sub-X_ses-X_task-fa_run-1_bold.nii.gz": None,
+    ANAT + "acq-tfl_run-1_T1w.nii.gz": XA + "5_anat-T1w_acq-tfl.nii",
+    ANAT + "acq-tfl_run-2_T1w.nii.gz": XA + "6_anat-T1w_acq-tfl.nii",
+    FMAP + "magnitude1.nii.gz": XA + "8_gre_field_mapping_e1.nii",
+    FMAP + "magnitude2.nii.gz": XA + "8_gre_field_mapping_e2.nii",
+    FMAP + "phasediff.nii.gz": XA + "9_gre_field_mapping_e2_ph.nii",
+    FUNC + "task-fa_run-1_bold.nii.gz": None,
     "sub-X/ses-X/dwi/sub-X_ses-X_dir-AP_dwi.nii.gz": None,
     "sub-X/ses-X/dwi/sub-X_ses-X_dir-PA_dwi.nii.gz": None,
     # GE classic single-frame EPI, four runs named by slice order
-    "sub-X/ses-X/func/sub-X_ses-X_task-rest_acq-InterleavedItoS_bold.nii.gz": "ge_siemens_epi/Ref/DCM2NIIX_regression_test_4.nii",
-    "sub-X/ses-X/func/sub-X_ses-X_task-rest_acq-SequentialItoS_bold.nii.gz": "ge_siemens_epi/Ref/DCM2NIIX_regression_test_5.nii",
-    "sub-X/ses-X/func/sub-X_ses-X_task-rest_acq-InterleavedStoI_bold.nii.gz": "ge_siemens_epi/Ref/DCM2NIIX_regression_test_6.nii",
-    "sub-X/ses-X/func/sub-X_ses-X_task-rest_acq-SequentialStoI_bold.nii.gz": "ge_siemens_epi/Ref/DCM2NIIX_regression_test_7.nii",
+    FUNC + "task-rest_acq-InterleavedItoS_bold.nii.gz": NIH + "DCM2NIIX_regression_test_4.nii",
+    FUNC + "task-rest_acq-SequentialItoS_bold.nii.gz": NIH + "DCM2NIIX_regression_test_5.nii",
+    FUNC + "task-rest_acq-InterleavedStoI_bold.nii.gz": NIH + "DCM2NIIX_regression_test_6.nii",
+    FUNC + "task-rest_acq-SequentialStoI_bold.nii.gz": NIH + "DCM2NIIX_regression_test_7.nii",
     # Siemens mosaics, phase-encoding direction from the description
-    "sub-X/ses-X/fmap/sub-X_ses-X_dir-AP_epi.nii.gz": "ge_siemens_epi/Ref/EPI_PE=AP_3.nii",
-    "sub-X/ses-X/fmap/sub-X_ses-X_dir-PA_epi.nii.gz": "ge_siemens_epi/Ref/EPI_PE=PA_4.nii",
-    "sub-X/ses-X/fmap/sub-X_ses-X_dir-RL_epi.nii.gz": "ge_siemens_epi/Ref/EPI_PE=RL_5.nii",
-    "sub-X/ses-X/fmap/sub-X_ses-X_dir-LR_epi.nii.gz": "ge_siemens_epi/Ref/EPI_PE=LR_6.nii",
+    FMAP + "dir-AP_epi.nii.gz": NIH + "EPI_PE=AP_3.nii",
+    FMAP + "dir-PA_epi.nii.gz": NIH + "EPI_PE=PA_4.nii",
+    FMAP + "dir-RL_epi.nii.gz": NIH + "EPI_PE=RL_5.nii",
+    FMAP + "dir-LR_epi.nii.gz": NIH + "EPI_PE=LR_6.nii",
     # Philips classic MPRAGE, gzipped DICOM
-    "sub-X/ses-X/anat/sub-X_ses-X_T1w.nii.gz": None,
+    ANAT + "T1w.nii.gz": None,
 }  # fmt: skip
 
 
@@ -85,11 +86,21 @@ def test_voxels_and_affine_match_dcm2niix_reference(converted, testdata: Path, n
 
 def test_philips_sidecar_matches_reference(converted, testdata: Path) -> None:
     _, out, _ = converted
-    nii = _images(out / "bids")["sub-X/ses-X/anat/sub-X_ses-X_T1w.nii.gz"]
+    nii = _images(out / "bids")[ANAT + "T1w.nii.gz"]
     ours = json.loads(nii.with_name(nii.name.replace(".nii.gz", ".json")).read_text())
-    ref = json.loads((testdata / "philips_mprage_classic/Ref/1301_WIP_ADNI_Sag3D_MPRAGE_cl.json").read_text())
-    for key in ("EchoTime", "RepetitionTime", "FlipAngle", "SliceThickness", "PhilipsRescaleSlope",
-                "MRAcquisitionType", "Manufacturer", "ImageType"):
+    ref = json.loads(
+        (testdata / "philips_mprage_classic/Ref/1301_WIP_ADNI_Sag3D_MPRAGE_cl.json").read_text()
+    )
+    for key in (
+        "EchoTime",
+        "RepetitionTime",
+        "FlipAngle",
+        "SliceThickness",
+        "PhilipsRescaleSlope",
+        "MRAcquisitionType",
+        "Manufacturer",
+        "ImageType",
+    ):
         assert ours[key] == ref[key], key
     img = nib.load(nii)
     assert img.shape[:3] == (170, 256, 256) or sorted(img.shape[:3]) == [170, 256, 256]
@@ -97,9 +108,21 @@ def test_philips_sidecar_matches_reference(converted, testdata: Path) -> None:
 
 def test_sidecars_and_headers_carry_no_time_or_institution(converted) -> None:
     _, out, _ = converted
-    forbidden = {"AcquisitionTime", "AcquisitionDateTime", "InstitutionName", "InstitutionAddress",
-                 "DeviceSerialNumber", "StationName", "StudyDescription", "ProcedureStepDescription",
-                 "PatientName", "PatientID", "ImageComments", "SeriesDate", "StudyDate"}
+    forbidden = {
+        "AcquisitionTime",
+        "AcquisitionDateTime",
+        "InstitutionName",
+        "InstitutionAddress",
+        "DeviceSerialNumber",
+        "StationName",
+        "StudyDescription",
+        "ProcedureStepDescription",
+        "PatientName",
+        "PatientID",
+        "ImageComments",
+        "SeriesDate",
+        "StudyDate",
+    }
     sidecars = list((out / "bids").rglob("sub-*/**/*.json"))
     assert sidecars
     for side in sidecars:

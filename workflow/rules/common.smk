@@ -1,4 +1,5 @@
 # Validate every config file, load the key, then plan: the DAG holds only changed sessions.
+import os
 import sys
 from pathlib import Path
 
@@ -6,15 +7,24 @@ from passerelle.errors import PasserelleError
 from passerelle.config import settings_from
 from passerelle.fsutil import canonical_json, write_if_changed
 from passerelle.keys import load_key, resolve_key_path
-from passerelle.plan import prepare, spec_path
+from passerelle.plan import prepare
 
-PASSERELLE = f"{sys.executable} -m passerelle"
-CONFIG_SOURCE = ", ".join(str(p) for p in workflow.overwrite_configfiles) or "config/config.yaml"
+
+envvars:
+    "PATH",
+
+
+# Jobs call the `passerelle` command installed beside the interpreter running Snakemake.
+os.environ["PATH"] = (
+    f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+)
+CONFIG_SOURCE = (
+    ", ".join(str(p) for p in workflow.overwrite_configfiles) or "config/config.yaml"
+)
 
 try:
     SETTINGS = settings_from(config, CONFIG_SOURCE, Path.cwd())
     WORK = SETTINGS.work
-    REPORTS = SETTINGS.reports_dir
     # Jobs read this resolved copy, so --config overrides reach every sub-command.
     EFFECTIVE = WORK / "config.effective.json"
     if workflow.is_main_process:
@@ -48,6 +58,4 @@ def run_targets():
 
 
 def pending_results(wildcards):
-    return [
-        WORK / "results" / f"sub-{sub}_ses-{ses}.json" for sub, ses in PLAN.pending
-    ]
+    return [WORK / "results" / f"sub-{sub}_ses-{ses}.json" for sub, ses in PLAN.pending]

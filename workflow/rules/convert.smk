@@ -11,12 +11,12 @@ rule convert_session:
         WORK / "logs" / "convert" / "sub-{sub}_ses-{ses}.log",
     group:
         "session"
+    conda:
+        "../../envs/passerelle.yaml"
     threads: config["convert"]["threads"]
     resources:
         mem_mb=config["convert"]["mem_mb"],
         runtime=config["convert"]["runtime"],
-    conda:
-        "../../envs/passerelle.yaml"
     shell:
-        "{PASSERELLE} convert-session --spec {input.spec} --staging {output.staging}"
+        "passerelle convert-session --spec {input.spec} --staging {output.staging}"
         " --result {output.result} --threads {threads} > {log} 2>&1"

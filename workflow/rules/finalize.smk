@@ -9,39 +9,38 @@ localrules:
 
 rule finalize:
     input:
-        pending_results,
+        results=pending_results,
+        config=EFFECTIVE,
     output:
-        summary=WORK / "runs" / "{run}.summary.json",
+        WORK / "runs" / "{run}.summary.json",
     log:
         WORK / "logs" / "finalize" / "{run}.log",
     conda:
         "../../envs/passerelle.yaml"
     shell:
-        "{PASSERELLE} finalize --config {EFFECTIVE} --run-id {wildcards.run} > {log} 2>&1"
-        " && cp {REPORTS}/summary.json {output.summary}"
+        "passerelle finalize --config {input.config} --run-id {wildcards.run}"
+        " --summary {output} > {log} 2>&1"
 
 
 rule validate:
     input:
-        WORK / "runs" / "{run}.summary.json",
+        summary=WORK / "runs" / "{run}.summary.json",
+        config=EFFECTIVE,
     output:
         WORK / "runs" / "{run}.validation.json",
-    params:
-        bids=SETTINGS.bids_dir,
-        strict="--strict" if config.get("validate", True) else "",
     log:
         WORK / "logs" / "validate" / "{run}.log",
     conda:
         "../../envs/passerelle.yaml"
     shell:
-        "{PASSERELLE} validate {params.bids} --out {output} {params.strict} > {log} 2>&1"
-        " && cp {output} {REPORTS}/bids_validation.json"
+        "passerelle validate --config {input.config} --out {output} > {log} 2>&1"
 
 
 rule report:
     input:
         summary=WORK / "runs" / "{run}.summary.json",
         validation=WORK / "runs" / "{run}.validation.json",
+        config=EFFECTIVE,
     output:
         WORK / "runs" / "{run}.done",
     log:
@@ -49,5 +48,5 @@ rule report:
     conda:
         "../../envs/passerelle.yaml"
     shell:
-        "{PASSERELLE} report --config {EFFECTIVE} --run-id {wildcards.run}"
+        "passerelle report --config {input.config} --run-id {wildcards.run}"
         " --validation {input.validation} --done {output} > {log} 2>&1 && cat {log}"

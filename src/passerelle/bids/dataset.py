@@ -34,8 +34,12 @@ def write_dataset_files(
         "DatasetType": "raw",
         "GeneratedBy": [{"Name": "passerelle", "Version": __version__, "CodeURL": CODE_URL}],
     }
-    for key, field in (("license", "License"), ("authors", "Authors"),
-                       ("acknowledgements", "Acknowledgements"), ("funding", "Funding")):
+    for key, field in (
+        ("license", "License"),
+        ("authors", "Authors"),
+        ("acknowledgements", "Acknowledgements"),
+        ("funding", "Funding"),
+    ):
         if dataset.get(key):
             description[field] = dataset[key]
     write_json(bids / "dataset_description.json", description)
@@ -66,10 +70,14 @@ def write_dataset_files(
     write_json(
         bids / "participants.json",
         {
-            "sex": {"Description": "sex as recorded at acquisition",
-                    "Levels": {"M": "male", "F": "female", "O": "other"}},
-            "age_band": {"Description": f"age in years at the first session, in "
-                         f"{AGE_BAND_YEARS}-year bands with {AGE_TOP} and over merged"},
+            "sex": {
+                "Description": "sex as recorded at acquisition",
+                "Levels": {"M": "male", "F": "female", "O": "other"},
+            },
+            "age_band": {
+                "Description": f"age in years at the first session, in "
+                f"{AGE_BAND_YEARS}-year bands with {AGE_TOP} and over merged"
+            },
         },
     )
     for sub, rows in subjects.items():

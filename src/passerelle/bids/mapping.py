@@ -70,7 +70,15 @@ def _number(value: Any) -> float | None:
         return None
 
 
+def _equals(expected: Any, value: Any) -> bool:
+    if isinstance(expected, int | float) and not isinstance(expected, bool):
+        return _number(value) == float(expected)  # 3000 equals a RepetitionTime of 3000.0
+    return _text(value).strip().lower() == str(expected).lower()
+
+
 def condition_holds(cond: Any, value: Any, groups: dict[str, str]) -> bool:
+    if isinstance(value, Alternatives) and not value.options:
+        value = None  # neither SeriesDescription nor ProtocolName: the field is absent
     if isinstance(cond, bool):
         return bool(value) == cond
     if isinstance(cond, int | float):
@@ -83,7 +91,8 @@ def condition_holds(cond: Any, value: Any, groups: dict[str, str]) -> bool:
     if "regex" in cond:
         ok &= value is not None and _search(cond["regex"], value, groups)
     if "equals" in cond:
-        ok &= _text(value).strip().lower() == str(cond["equals"]).lower()
+        options = value.options if isinstance(value, Alternatives) else [value]
+        ok &= any(_equals(cond["equals"], v) for v in options)
     listed = value.options if isinstance(value, Alternatives) else value
     members = {str(v).upper() for v in (listed if isinstance(listed, list) else [listed]) if v}
     if "all" in cond:

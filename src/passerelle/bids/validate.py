@@ -14,17 +14,27 @@ from passerelle.errors import PasserelleError
 
 
 def validator_executable() -> str:
-    return shutil.which("bids-validator-deno") or str(Path(sys.executable).parent / "bids-validator-deno")
+    return shutil.which("bids-validator-deno") or str(
+        Path(sys.executable).parent / "bids-validator-deno"
+    )
 
 
 def run_validator(bids: Path) -> dict[str, Any]:
     if not any(bids.glob("sub-*")):
-        return {"validator": None, "errors": 0, "warnings": 0, "issues": [],
-                "skipped": "the dataset holds no subject yet"}
+        return {
+            "validator": None,
+            "errors": 0,
+            "warnings": 0,
+            "issues": [],
+            "skipped": "the dataset holds no subject yet",
+        }
     env = dict(os.environ, NO_COLOR="1", DENO_NO_UPDATE_CHECK="1")
     proc = subprocess.run(
         [validator_executable(), "--format", "json", str(bids)],
-        capture_output=True, text=True, env=env, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
     )
     try:
         report = json.loads(proc.stdout)
@@ -39,8 +49,12 @@ def run_validator(bids: Path) -> dict[str, Any]:
         "errors": len(errors),
         "warnings": len(warnings),
         "issues": [
-            {"severity": i.get("severity"), "code": i.get("code"), "location": i.get("location"),
-             "subCode": i.get("subCode")}
+            {
+                "severity": i.get("severity"),
+                "code": i.get("code"),
+                "location": i.get("location"),
+                "subCode": i.get("subCode"),
+            }
             for i in errors + warnings
         ],
     }

@@ -9,10 +9,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from passerelle import __version__
 from passerelle.dicom.reader import Header, Unusable, read_header
 from passerelle.keys import SecretKey
 from passerelle.state import State
 
+# Cached headers are trusted only from the same reader: bump on any change to what it records.
+INDEX_FORMAT = f"{__version__}/1"
 # Below this many new files a process pool costs more than it saves.
 PARALLEL_THRESHOLD = 400
 
@@ -68,9 +71,10 @@ def update_index(
     inbox: Path, key: SecretKey, state: State, workers: int = 2
 ) -> tuple[dict[str, Indexed], int]:
     """Return {relpath: Indexed} for every file now in the inbox, and how many were read."""
-    if state.meta("key_fingerprint") != key.fingerprint():
+    stamp = f"{key.fingerprint()}/{INDEX_FORMAT}"
+    if state.meta("index_stamp") != stamp:
         state.reset_index()
-        state.set_meta("key_fingerprint", key.fingerprint())
+        state.set_meta("index_stamp", stamp)
     cached = state.cached_files()
     current: dict[str, Indexed] = {}
     todo: list[tuple[str, int, int]] = []
