@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -42,8 +43,8 @@ class SeriesResult:
 
 
 def dcm2niix_executable() -> str:
-    found = shutil.which("dcm2niix") or str(Path(os.sys.executable).parent / "dcm2niix")
-    return found
+    # The wheel installs dcm2niix beside the interpreter; a venv need not be on PATH.
+    return shutil.which("dcm2niix") or str(Path(sys.executable).parent / "dcm2niix")
 
 
 def _stage_inputs(inbox: Path, files: list[list[Any]], folder: Path) -> None:
@@ -146,9 +147,7 @@ def _write_output(
     return written
 
 
-def _convert_series(
-    series: dict[str, Any], spec: dict[str, Any], staging: Path
-) -> SeriesResult:
+def _convert_series(series: dict[str, Any], spec: dict[str, Any], staging: Path) -> SeriesResult:
     files = [f[0] for f in series["files"]]
     number = series.get("number")
     if series["action"] != "convert":
@@ -157,7 +156,9 @@ def _convert_series(
     with tempfile.TemporaryDirectory(prefix="passerelle-") as tmp:
         outputs, status = _run_dcm2niix(series, Path(spec["inbox"]), Path(tmp))
         if not outputs:
-            return SeriesResult(number, QUARANTINED, f"conversion produced no image ({status})", files)
+            return SeriesResult(
+                number, QUARANTINED, f"conversion produced no image ({status})", files
+            )
         names = _names(target, spec["subject"], spec["session"], outputs)
         if isinstance(names, str):
             return SeriesResult(number, SOURCE_ONLY, names, files)
@@ -187,7 +188,9 @@ def _add_intended_for(spec: dict[str, Any], results: list[SeriesResult], staging
             write_json(side, data)
 
 
-def convert_session(spec_file: Path, staging: Path, result_file: Path, threads: int = 1) -> dict[str, Any]:
+def convert_session(
+    spec_file: Path, staging: Path, result_file: Path, threads: int = 1
+) -> dict[str, Any]:
     spec = json.loads(spec_file.read_text())
     if staging.exists():
         shutil.rmtree(staging)
@@ -208,8 +211,13 @@ def convert_session(spec_file: Path, staging: Path, result_file: Path, threads: 
         "subject": sub,
         "session": ses,
         "series": [
-            {"number": r.number, "state": r.state, "reason": r.reason, "outputs": r.outputs,
-             "files": r.files}
+            {
+                "number": r.number,
+                "state": r.state,
+                "reason": r.reason,
+                "outputs": r.outputs,
+                "files": r.files,
+            }
             for r in results
         ],
     }

@@ -1,5 +1,4 @@
 # Validate every config file, load the key, then plan: the DAG holds only changed sessions.
-import os
 import sys
 from pathlib import Path
 
@@ -8,16 +7,10 @@ from passerelle.config import settings_from
 from passerelle.fsutil import canonical_json, write_if_changed
 from passerelle.keys import load_key, resolve_key_path
 from passerelle.plan import prepare
+from passerelle.runtime import prepare_job_environment
 
 
-envvars:
-    "PATH",
-
-
-# Jobs call the `passerelle` command installed beside the interpreter running Snakemake.
-os.environ["PATH"] = (
-    f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-)
+prepare_job_environment()
 CONFIG_SOURCE = (
     ", ".join(str(p) for p in workflow.overwrite_configfiles) or "config/config.yaml"
 )

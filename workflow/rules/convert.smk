@@ -18,5 +18,5 @@ rule convert_session:
         mem_mb=config["convert"]["mem_mb"],
         runtime=config["convert"]["runtime"],
     shell:
-        "passerelle convert-session --spec {input.spec} --staging {output.staging}"
+        "python -m passerelle convert-session --spec {input.spec} --staging {output.staging}"
         " --result {output.result} --threads {threads} > {log} 2>&1"

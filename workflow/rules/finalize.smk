@@ -18,7 +18,7 @@ rule finalize:
     conda:
         "../../envs/passerelle.yaml"
     shell:
-        "passerelle finalize --config {input.config} --run-id {wildcards.run}"
+        "python -m passerelle finalize --config {input.config} --run-id {wildcards.run}"
         " --summary {output} > {log} 2>&1"
 
 
@@ -33,7 +33,7 @@ rule validate:
     conda:
         "../../envs/passerelle.yaml"
     shell:
-        "passerelle validate --config {input.config} --out {output} > {log} 2>&1"
+        "python -m passerelle validate --config {input.config} --out {output} > {log} 2>&1"
 
 
 rule report:
@@ -48,5 +48,5 @@ rule report:
     conda:
         "../../envs/passerelle.yaml"
     shell:
-        "passerelle report --config {input.config} --run-id {wildcards.run}"
+        "python -m passerelle report --config {input.config} --run-id {wildcards.run}"
         " --validation {input.validation} --done {output} > {log} 2>&1 && cat {log}"
