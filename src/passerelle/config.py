@@ -5,6 +5,8 @@ Errors name the file, the key and what was expected, in one line.
 
 from __future__ import annotations
 
+import copy
+import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -89,6 +91,13 @@ def load_yaml(path: Path) -> Any:
         ) from None
 
 
+def _check_regex(pattern: str, source: str, where: str) -> None:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ConfigError(f"{source}: key {where}: invalid regular expression ({exc})") from None
+
+
 @dataclass(frozen=True)
 class Settings:
     """The validated run configuration with every path resolved."""
@@ -116,7 +125,8 @@ class Settings:
 
 def settings_from(raw: dict[str, Any], source: str, base: Path) -> Settings:
     """Validate a config mapping (as Snakemake merged it) and resolve relative paths."""
-    data = validate(dict(raw), "config", source)
+    data = validate(copy.deepcopy(dict(raw)), "config", source)
+    _check_regex(data["convert"]["localizer_pattern"], source, "convert.localizer_pattern")
 
     def resolve(value: str) -> Path:
         p = Path(value).expanduser()
@@ -126,6 +136,15 @@ def settings_from(raw: dict[str, Any], source: str, base: Path) -> Settings:
     work = resolve(data["work"]) if data.get("work") else output / "work"
     map_path = resolve(data["bids_map"])
     bids_map = validate(load_yaml(map_path), "bids_map", str(map_path))
+    for i, rule in enumerate(bids_map["rules"]):
+        for field, cond in rule["match"].items():
+            pattern = (
+                cond
+                if isinstance(cond, str)
+                else (cond.get("regex") if isinstance(cond, dict) else None)
+            )
+            if pattern is not None:
+                _check_regex(pattern, str(map_path), f"rules.{i}.match.{field}")
     inbox = resolve(data["inbox"])
     if not inbox.is_dir():
         raise ConfigError(f"{source}: key inbox: folder {inbox} does not exist")

@@ -12,10 +12,10 @@ Sources (fetched with pip into a cache, sha256-pinned so the output is reproduci
 * ``pydeface==2.1.0`` sdist: a whole-head T1w NIfTI, re-sliced here into a classic
   single-frame MR Image Storage series.
 * ``heudiconv==1.5.1`` wheel: real Siemens DICOM test files (scouts, field map, DWI
-  mosaics, an Enhanced MR MPR, a Phoenix protocol SR document).
+  mosaic, an Enhanced MR MPR, a Phoenix protocol SR document).
 
-The build is deterministic: UIDs derive from fixed entropy (``2.25.*``), gzip headers
-carry no timestamp, and every file and folder gets the same mtime.
+The build is deterministic: UIDs are ``2.25.<uuid5>`` derived from fixed names, gzip
+headers carry no timestamp, and every file and folder gets the same mtime.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import uuid
 import warnings
 import zipfile
 from collections.abc import Iterator, Sequence
@@ -51,7 +52,6 @@ from pydicom.uid import (
     MediaStorageDirectoryStorage,
     MRImageStorage,
     RLELossless,
-    generate_uid,
 )
 from pydicom.valuerep import format_number_as_ds
 
@@ -62,8 +62,9 @@ BUILDER_VERSION = "passerelle-demo-inbox/1"
 MARKER_NAME = ".passerelle-demo"
 # 2024-01-01T00:00:00Z: a fixed mtime keeps incremental indexers quiet across rebuilds.
 FIXED_MTIME = 1704067200
-# Namespace mixed into every generated UID so they never collide with other tools' 2.25s.
-_UID_SALT = "passerelle-demo-inbox"
+# Name-based UUIDs give stable 2.25 UIDs; pydicom's generate_uid(prefix=None) ignores
+# entropy_srcs and returns a random uuid4, so it cannot be used here.
+_UID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:passerelle:demo-inbox")
 _EXPORT_ROOT = "EXPORT24"
 _STANDARD_UID_ROOT = "1.2.840.10008."
 
@@ -102,12 +103,10 @@ _HEU = "heudiconv/tests/data/"
 _SCOUT = _HEU + "01-anat-scout/0001.dcm"
 _FMAP = _HEU + "01-fmap_acq-3mm/1.3.12.2.1107.5.2.43.66112.2016101409263663466202201.dcm"
 _PHANTOM = _HEU + "phantom.dcm"
-_B0DWI = tuple(_HEU + f"b0dwiForFmap/b0dwi_for_fmap+0000{i}.dcm" for i in (1, 2, 3))
+_B0DWI = _HEU + "b0dwiForFmap/b0dwi_for_fmap+00001.dcm"
 _PHOENIX_SCOUT = _HEU + "Phoenix/01+AA/01+AA+00001.dcm"
 _PHOENIX_SR = _HEU + "Phoenix/99+PhoenixDocument/99+PhoenixDocument+00001.dcm"
-_ENHANCED_MPR = (
-    _HEU + "MRI_102TD_PHA_S.MR.Chen_Matthews_1.3.1.2022.11.16.15.50.20.357.31204541.dcm"
-)
+_ENHANCED_MPR = _HEU + "MRI_102TD_PHA_S.MR.Chen_Matthews_1.3.1.2022.11.16.15.50.20.357.31204541.dcm"
 _MOSAIC = _HEU + "axasc35.dcm"
 
 
@@ -178,9 +177,6 @@ class _Sources:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return pydicom.dcmread(io.BytesIO(self.wheel.read(member)))
-
-    def raw(self, member: str) -> bytes:
-        return self.wheel.read(member)
 
 
 # -------------------------------------------------------------------- identities
@@ -253,17 +249,35 @@ _P2 = _Patient(
     telephone="04 65 71 22 33",
 )
 _P1_S1 = _Study(
-    "p1s1", _P1, "20240304", "091204.000000", "092545.500000", "ACC2403041187", "E1187",
-    "IRM^ENCEPHALE SANS INJECTION",
-)  # fmt: skip
+    key="p1s1",
+    patient=_P1,
+    date="20240304",
+    time="091204.000000",
+    t1w_time="092545.500000",
+    accession="ACC2403041187",
+    study_id="E1187",
+    description="IRM^ENCEPHALE SANS INJECTION",
+)
 _P1_S2 = _Study(
-    "p1s2", _P1, "20240916", "113402.000000", "114517.250000", "ACC2409160452", "E0452",
-    "IRM^ENCEPHALE CONTROLE",
-)  # fmt: skip
+    key="p1s2",
+    patient=_P1,
+    date="20240916",
+    time="113402.000000",
+    t1w_time="114517.250000",
+    accession="ACC2409160452",
+    study_id="E0452",
+    description="IRM^ENCEPHALE CONTROLE",
+)
 _P2_S1 = _Study(
-    "p2s1", _P2, "20240611", "133815.000000", "140211.750000", "ACC2406110093", "E0093",
-    "IRM^ENCEPHALE",
-)  # fmt: skip
+    key="p2s1",
+    patient=_P2,
+    date="20240611",
+    time="133815.000000",
+    t1w_time="140211.750000",
+    accession="ACC2406110093",
+    study_id="E0093",
+    description="IRM^ENCEPHALE",
+)
 _STUDIES = (_P1_S1, _P1_S2, _P2_S1)
 
 DEMO_IDENTITIES: list[dict[str, str]] = [
@@ -293,7 +307,8 @@ DEMO_IDENTITIES: list[dict[str, str]] = [
 
 
 def _uid(*parts: str) -> str:
-    return str(generate_uid(prefix=None, entropy_srcs=[_UID_SALT, *parts]))
+    # ISO/IEC 9834-8 / PS3.5 B.2: a UUID written as one integer under the 2.25 root.
+    return f"2.25.{uuid.uuid5(_UID_NAMESPACE, chr(31).join(parts)).int}"
 
 
 class _UidMap:
@@ -596,9 +611,7 @@ def _t1w_series(
         ds.file_meta = meta
         pixels = g.pixels(vol.data, index)
         if rle:
-            ds.compress(
-                RLELossless, pixels, encoding_plugin="pydicom", generate_instance_uid=False
-            )
+            ds.compress(RLELossless, pixels, encoding_plugin="pydicom", generate_instance_uid=False)
         else:
             ds.PixelData = pixels.tobytes()
         yield ds
@@ -659,15 +672,16 @@ def _build_into(root: Path, src: _Sources) -> None:
     tree.write(f"{base}/SER006/IM00002", fmap[:300])
     tree.write(f"{base}/SER002/Thumbs.db", _THUMBS_DB)
 
-    # Patient 1, follow-up: the same layout but every file gzipped by the export tool.
+    # Patient 1, follow-up: same layout, but the export tool gzipped every file (and the
+    # PACS had stored the T1w RLE-compressed, which also keeps the inbox under 60 MB).
     s = _P1_S2
     uids = _UidMap(s)
     base = _study_dir(s)
     tree.dicom(f"{base}/SER001/IM00001.dcm.gz", _adopt(src.dicom(_PHANTOM), s, uids), gz=True)
-    for ds in _t1w_series(vol, s, 2, comments=None, rle=False):
+    for ds in _t1w_series(vol, s, 2, comments=None, rle=True):
         tree.dicom(f"{base}/SER002/IM{ds.InstanceNumber:05d}.dcm.gz", ds, gz=True)
-    for i, member in enumerate(_B0DWI, start=1):
-        tree.dicom(f"{base}/SER028/IM{i:05d}.dcm.gz", _adopt(src.dicom(member), s, uids), gz=True)
+    # One b0 volume of the DWI series: all three would blow the size budget.
+    tree.dicom(f"{base}/SER028/IM00001.dcm.gz", _adopt(src.dicom(_B0DWI), s, uids), gz=True)
 
     # Patient 2: a different export tool: RLE T1w dumped flat as MRxxxxxx.dcm next to
     # per-series folders, and the protocol SR named after the accession number.
@@ -854,7 +868,9 @@ def build_demo_inbox(dest: Path, cache: Path) -> Path:
         raise FileExistsError(f"{dest} exists and is not a demo inbox; refusing to replace it")
 
     sources = _Sources.load(cache)
-    tmp = dest.with_name(f".{dest.name}.partial")
+    # A sibling (same filesystem) so the final rename is atomic; absolute so "." works.
+    target = dest.absolute()
+    tmp = target.with_name(f".{target.name}.partial")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)

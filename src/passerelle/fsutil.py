@@ -84,14 +84,14 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def replace_dir(src: Path, dst: Path) -> None:
-    """Move a finished staging directory into place, replacing an older version."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if dst.exists():
-        old = dst.with_name(f".{dst.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(dst, old)
-        os.replace(src, dst)
-        shutil.rmtree(old)
-    else:
-        os.replace(src, dst)
+def content_digest(path: Path) -> str:
+    """sha256 of the content, through gzip when compressed: a .dcm and its .dcm.gz are equal."""
+    with path.open("rb") as fh:
+        gz = fh.read(2) == b"\x1f\x8b"
+    if not gz:
+        return sha256_file(path)
+    h = hashlib.sha256()
+    with igzip.open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(_CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()

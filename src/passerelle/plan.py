@@ -20,7 +20,7 @@ from passerelle.config import Settings
 from passerelle.dicom.classify import is_derived, is_localizer
 from passerelle.dicom.index import Indexed, update_index
 from passerelle.errors import PasserelleError
-from passerelle.fsutil import canonical_json, sha256_file, write_if_changed
+from passerelle.fsutil import canonical_json, content_digest, write_if_changed
 from passerelle.keys import SecretKey
 from passerelle.state import State
 
@@ -67,7 +67,7 @@ def _resolve_duplicates(
         if len(paths) < 2:
             continue
         paths.sort()
-        digests = {p: sha256_file(inbox / p) for p in paths}
+        digests = {p: content_digest(inbox / p) for p in paths}
         if len(set(digests.values())) == 1:
             for p in paths[1:]:
                 disp[p] = (SOURCE_ONLY, "identical duplicate of another file in the delivery")

@@ -36,7 +36,6 @@ _BY_NAME: tuple[tuple[str, str], ...] = (
     ("Key Object Selection", "sr"),
     ("RT ", "rt"),
     ("Segmentation Storage", "seg"),
-    ("Encapsulated", "pdf"),
     ("Spectroscopy", "other"),
     ("Image Storage", "image"),
 )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from datetime import date
@@ -25,6 +26,8 @@ from passerelle.labels import opaque_id, patient_key, session_label, subject_lab
 PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # Pixel Data, Float, Double Float
 UNDEFINED_LENGTH = 0xFFFFFFFF
 GZIP_MAGIC = b"\x1f\x8b"
+# pydicom only warns when a file ends inside encapsulated pixel data or a sequence.
+EOF_BEFORE_DELIMITER = "End of file reached before delimiter"
 
 # Plain attributes copied for classification and mapping (no identifiers among them).
 _PLAIN = (
@@ -125,11 +128,15 @@ def _enhanced_echo_time(ds: Dataset) -> float | None:
 def _pixel_problem(ds: Dataset, size: int) -> str | None:
     for tag in PIXEL_TAGS:
         if tag in ds:
-            raw = ds.get_item(tag)
+            # keep_deferred: never read the pixel bytes (the handle is closed by now).
+            raw = ds.get_item(tag, keep_deferred=True)
             tell = getattr(raw, "value_tell", None)
             length = getattr(raw, "length", 0)
             if tell is not None and length != UNDEFINED_LENGTH and tell + length > size:
-                return f"truncated: pixel data declares {length} bytes, file ends {tell + length - size} bytes short"
+                short = tell + length - size
+                return (
+                    f"truncated: pixel data declares {length} bytes, file ends {short} bytes short"
+                )
             return None
     return "no pixel data in an image object"
 
@@ -142,7 +149,8 @@ def read_header(path: Path, key: SecretKey) -> Header | Unusable:
     if size == 0:
         return Unusable("not DICOM: empty file")
     try:
-        with fh:
+        with fh, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             try:
                 ds = pydicom.dcmread(fh, defer_size=1024)
             except InvalidDicomError:
@@ -152,6 +160,8 @@ def read_header(path: Path, key: SecretKey) -> Header | Unusable:
                     return Unusable("not DICOM: no DICOM preamble or SOP Class")
     except Exception as exc:  # pydicom raises many types on corrupt headers
         return Unusable(f"unreadable: corrupt or truncated header ({type(exc).__name__})")
+    if any(EOF_BEFORE_DELIMITER in str(w.message) for w in caught):
+        return Unusable("truncated: file ends inside an undefined-length element")
 
     sop_class = ds.get("SOPClassUID") or getattr(
         ds.get("file_meta"), "MediaStorageSOPClassUID", None
