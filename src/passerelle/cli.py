@@ -50,10 +50,27 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pseudonymise_session(args: argparse.Namespace) -> int:
+    from passerelle.pseudonymise import pseudonymise_session
+
+    settings = _settings(args)
+    result = pseudonymise_session(
+        Path(args.spec), settings, _key(settings), Path(args.out), Path(args.result)
+    )
+    files = [f for s in result["series"] for f in s["files"].values()]
+    kept = sum(1 for f in files if f["pseudo"])
+    print(f"{kept} of {len(files)} files pseudonymised; {len(files) - kept} set aside")
+    for hit in result["withheld"]:
+        print(f"PHI gate: {hit}")
+    return 0
+
+
 def cmd_convert_session(args: argparse.Namespace) -> int:
     from passerelle.convert import convert_session
 
-    result = convert_session(Path(args.spec), Path(args.staging), Path(args.result), args.threads)
+    result = convert_session(
+        Path(args.spec), Path(args.pseudo), Path(args.staging), Path(args.result), args.threads
+    )
     for s in result["series"]:
         print(f"series {s['number']}: {s['state']} ({s['reason']}), {len(s['outputs'])} files")
     return 0
@@ -124,8 +141,17 @@ def build_parser() -> argparse.ArgumentParser:
     s = with_config(sub.add_parser("plan", help="index the inbox and list sessions needing work"))
     s.set_defaults(func=cmd_plan)
 
-    s = sub.add_parser("convert-session", help="convert one planned session into a staging folder")
+    s = with_config(
+        sub.add_parser("pseudonymise-session", help="pseudonymise and gate one planned session")
+    )
     s.add_argument("--spec", required=True)
+    s.add_argument("--out", required=True, help="folder for the pseudonymised DICOM copy")
+    s.add_argument("--result", required=True)
+    s.set_defaults(func=cmd_pseudonymise_session)
+
+    s = sub.add_parser("convert-session", help="convert one pseudonymised session")
+    s.add_argument("--spec", required=True)
+    s.add_argument("--pseudo", required=True, help="result file of pseudonymise-session")
     s.add_argument("--staging", required=True)
     s.add_argument("--result", required=True)
     s.add_argument("--threads", type=int, default=1)

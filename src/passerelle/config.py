@@ -109,6 +109,8 @@ class Settings:
     key_file: str | None
     bids_map_path: Path
     bids_map: dict[str, Any]
+    deid_path: Path
+    deid: dict[str, Any]
 
     @property
     def bids_dir(self) -> Path:
@@ -145,6 +147,13 @@ def settings_from(raw: dict[str, Any], source: str, base: Path) -> Settings:
             )
             if pattern is not None:
                 _check_regex(pattern, str(map_path), f"rules.{i}.match.{field}")
+    deid_path = resolve(data["deid"]) if data.get("deid") else REPO_ROOT / "config" / "deid.yaml"
+    deid = validate(load_yaml(deid_path), "deid", str(deid_path))
+    bands, shift = deid["age_bands"], deid["date_shift_days"]
+    if not bands["bottom"] < bands["top"]:
+        raise ConfigError(f"{deid_path}: key age_bands: bottom must be below top")
+    if not shift["min"] <= shift["max"]:
+        raise ConfigError(f"{deid_path}: key date_shift_days: min must not exceed max")
     inbox = resolve(data["inbox"])
     if not inbox.is_dir():
         raise ConfigError(f"{source}: key inbox: folder {inbox} does not exist")
@@ -156,6 +165,8 @@ def settings_from(raw: dict[str, Any], source: str, base: Path) -> Settings:
         key_file=data.get("key_file"),
         bids_map_path=map_path,
         bids_map=bids_map,
+        deid_path=deid_path,
+        deid=deid,
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import shutil
@@ -16,11 +15,12 @@ from typing import Any
 
 from passerelle.bids.paths import bids_path, bids_uri, session_dir
 from passerelle.bids.sidecar import scrub_nifti_header, scrub_sidecar
+from passerelle.deid.gate import scan_tree
 from passerelle.fsutil import canonical_json, gzip_file, write_json, write_text, write_tsv
 from passerelle.plan import CONVERTED, QUARANTINED, SOURCE_ONLY
+from passerelle.pseudonymise import source_watchlist
 
 DCM2NIIX_ARGS = ("-b", "y", "-ba", "y", "-z", "n", "-f", "series")
-GZIP_MAGIC = b"\x1f\x8b"
 
 
 @dataclass
@@ -40,6 +40,7 @@ class SeriesResult:
     reason: str
     files: list[str]
     outputs: list[str] = field(default_factory=list)
+    acq_time: str | None = None
 
 
 def dcm2niix_executable() -> str:
@@ -47,25 +48,17 @@ def dcm2niix_executable() -> str:
     return shutil.which("dcm2niix") or str(Path(sys.executable).parent / "dcm2niix")
 
 
-def _stage_inputs(inbox: Path, files: list[list[Any]], folder: Path) -> None:
-    """Give dcm2niix one folder per series; names carry no trace of the source path."""
-    for i, (rel, *_rest) in enumerate(files, start=1):
-        src = inbox / rel
-        dst = folder / f"{i:06d}.dcm"
-        with src.open("rb") as fh:
-            gz = fh.read(2) == GZIP_MAGIC
-        if gz:
-            with gzip.open(src, "rb") as fin, dst.open("wb") as fout:
-                shutil.copyfileobj(fin, fout, 1 << 20)
-        else:
-            os.symlink(src.resolve(), dst)
+def _stage_inputs(files: list[Path], folder: Path) -> None:
+    """Give dcm2niix one folder per series, holding only this series' pseudonymised files."""
+    for i, src in enumerate(files, start=1):
+        os.symlink(src.resolve(), folder / f"{i:06d}.dcm")
 
 
-def _run_dcm2niix(series: dict[str, Any], inbox: Path, tmp: Path) -> tuple[list[Output], str]:
+def _run_dcm2niix(files: list[Path], tmp: Path) -> tuple[list[Output], str]:
     src, out = tmp / "in", tmp / "out"
     src.mkdir()
     out.mkdir()
-    _stage_inputs(inbox, series["files"], src)
+    _stage_inputs(files, src)
     proc = subprocess.run(
         [dcm2niix_executable(), *DCM2NIIX_ARGS, "-o", str(out), str(src)],
         capture_output=True,
@@ -147,28 +140,40 @@ def _write_output(
     return written
 
 
-def _convert_series(series: dict[str, Any], spec: dict[str, Any], staging: Path) -> SeriesResult:
-    files = [f[0] for f in series["files"]]
+def _convert_series(
+    series: dict[str, Any],
+    pseudo: dict[str, Any],
+    spec: dict[str, Any],
+    pseudo_dir: Path,
+    staging: Path,
+) -> SeriesResult:
     number = series.get("number")
+    files = [f[0] for f in series["files"]]
     if series["action"] != "convert":
         return SeriesResult(number, series["action"], series["reason"], files)
+    # Only files the pseudonymise step let through are converted, never a source file.
+    usable = [rel for rel in files if pseudo["files"].get(rel, {}).get("state") is None]
+    if not usable:
+        return SeriesResult(number, series["action"], series["reason"], files)
+    inputs = [pseudo_dir / pseudo["files"][rel]["pseudo"] for rel in usable]
     target = series["target"]
     with tempfile.TemporaryDirectory(prefix="passerelle-") as tmp:
-        outputs, status = _run_dcm2niix(series, Path(spec["inbox"]), Path(tmp))
+        outputs, status = _run_dcm2niix(inputs, Path(tmp))
         if not outputs:
-            return SeriesResult(
-                number, QUARANTINED, f"conversion produced no image ({status})", files
-            )
+            reason = f"conversion produced no image ({status})"
+            return SeriesResult(number, QUARANTINED, reason, usable)
         names = _names(target, spec["subject"], spec["session"], outputs)
         if isinstance(names, str):
-            return SeriesResult(number, SOURCE_ONLY, names, files)
+            return SeriesResult(number, SOURCE_ONLY, names, usable)
         extra: dict[str, Any] = {}
         if target["datatype"] == "func":
             extra["TaskName"] = target.get("task_name") or target["entities"]["task"]
         written: list[str] = []
         for o, (rel, _) in zip(outputs, names, strict=True):
             written += _write_output(o, rel, staging, extra, spec["convert"]["compress"])
-    return SeriesResult(number, CONVERTED, f"rule {target['rule']}", files, written)
+    result = SeriesResult(number, CONVERTED, f"rule {target['rule']}", usable, written)
+    result.acq_time = pseudo.get("acq_time")
+    return result
 
 
 def _add_intended_for(spec: dict[str, Any], results: list[SeriesResult], staging: Path) -> None:
@@ -188,28 +193,49 @@ def _add_intended_for(spec: dict[str, Any], results: list[SeriesResult], staging
             write_json(side, data)
 
 
+WITHHELD = "session withheld by the PHI gate"
+
+
+def _withheld(spec: dict[str, Any], why: str) -> list[SeriesResult]:
+    reason = f"{WITHHELD}: {why}"
+    return [
+        SeriesResult(s.get("number"), QUARANTINED, reason, [f[0] for f in s["files"]])
+        for s in spec["series"]
+    ]
+
+
 def convert_session(
-    spec_file: Path, staging: Path, result_file: Path, threads: int = 1
+    spec_file: Path, pseudo_file: Path, staging: Path, result_file: Path, threads: int = 1
 ) -> dict[str, Any]:
+    """Convert the pseudonymised copy of a session, then prove the outputs clean."""
     spec = json.loads(spec_file.read_text())
+    pseudo = json.loads(pseudo_file.read_text())
+    pseudo_dir = pseudo_file.with_suffix("")
+    sub, ses = spec["subject"], spec["session"]
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        results = list(pool.map(lambda s: _convert_series(s, spec, staging), spec["series"]))
-    _add_intended_for(spec, results, staging)
-    sub, ses = spec["subject"], spec["session"]
-    images = sorted(p for r in results for p in r.outputs)
-    if images:
-        prefix = session_dir(sub, ses) + "/"
-        write_tsv(
-            staging / session_dir(sub, ses) / f"sub-{sub}_ses-{ses}_scans.tsv",
-            ["filename"],
-            ([p.removeprefix(prefix)] for p in images),
-        )
+    if pseudo["withheld"]:
+        results = _withheld(spec, pseudo["withheld"][0])
+    else:
+        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+            results = list(
+                pool.map(
+                    lambda pair: _convert_series(pair[0], pair[1], spec, pseudo_dir, staging),
+                    zip(spec["series"], pseudo["series"], strict=True),
+                )
+            )
+        _add_intended_for(spec, results, staging)
+        _write_scans(staging, sub, ses, results)
+        hits = scan_tree(staging, source_watchlist(spec))
+        if hits:
+            shutil.rmtree(staging)
+            staging.mkdir()
+            results = _withheld(spec, str(hits[0]))
     result = {
         "subject": sub,
         "session": ses,
+        "acq_time": pseudo.get("acq_time"),
         "series": [
             {
                 "number": r.number,
@@ -220,6 +246,24 @@ def convert_session(
             }
             for r in results
         ],
+        "files": {
+            rel: {"state": f["state"], "reason": f["reason"]}
+            for s in pseudo["series"]
+            for rel, f in s["files"].items()
+            if f["state"] is not None
+        },
     }
     write_text(result_file, canonical_json(result))
     return result
+
+
+def _write_scans(staging: Path, sub: str, ses: str, results: list[SeriesResult]) -> None:
+    rows = sorted((p, r.acq_time) for r in results for p in r.outputs)
+    if not rows:
+        return
+    prefix = session_dir(sub, ses) + "/"
+    write_tsv(
+        staging / session_dir(sub, ses) / f"sub-{sub}_ses-{ses}_scans.tsv",
+        ["filename", "acq_time"],
+        ([p.removeprefix(prefix), t] for p, t in rows),
+    )

@@ -13,6 +13,7 @@ from passerelle import __version__
 from passerelle.bids.dataset import write_dataset_files
 from passerelle.bids.paths import session_dir
 from passerelle.config import Settings
+from passerelle.convert import WITHHELD
 from passerelle.fsutil import write_json, write_tsv
 from passerelle.keys import SecretKey
 from passerelle.labels import opaque_id
@@ -48,14 +49,22 @@ def _link_tree(src: Path, dst: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _publish(src: Path, dst: Path) -> None:
+    if src.is_dir():
+        _link_tree(src, dst)
+    elif dst.exists():
+        shutil.rmtree(dst)  # the session no longer yields anything here (or is withheld)
+
+
 def publish_session(settings: Settings, sub: str, ses: str) -> dict[str, Any]:
+    """Put a session's BIDS images and its pseudonymised DICOM in place, or take them out."""
     result = json.loads(result_path(settings.work, sub, ses).read_text())
-    staged = staging_dir(settings.work, sub, ses) / session_dir(sub, ses)
-    target = settings.bids_dir / session_dir(sub, ses)
-    if staged.is_dir():
-        _link_tree(staged, target)
-    elif target.exists():
-        shutil.rmtree(target)  # the session no longer yields any image
+    where = session_dir(sub, ses)
+    _publish(staging_dir(settings.work, sub, ses) / where, settings.bids_dir / where)
+    pseudo = settings.work / "pseudo" / f"sub-{sub}_ses-{ses}" / "sourcedata" / "dicom" / where
+    withheld = any(s["reason"].startswith(WITHHELD) for s in result["series"])
+    sourcedata = settings.bids_dir / "sourcedata" / "dicom" / where
+    _publish(pseudo if not withheld else Path("/nonexistent"), sourcedata)
     return result
 
 
@@ -91,11 +100,13 @@ def finalize(settings: Settings, key: SecretKey, run_id: str) -> dict[str, Any]:
                     )
         state.set_dispositions(rows)
         present = [
-            (sub, ses, sex, age)
-            for sub, ses, sex, age, _ in state.sessions()
-            if (settings.bids_dir / session_dir(sub, ses)).is_dir()
+            row
+            for row in state.sessions()
+            if (settings.bids_dir / session_dir(row[0], row[1])).is_dir()
         ]
-        write_dataset_files(settings.bids_dir, settings.raw["dataset"], present)
+        write_dataset_files(
+            settings.bids_dir, settings.raw["dataset"], present, settings.deid["age_bands"]
+        )
         counts = _manifest(settings, key, state)
         summary = {
             "passerelle": __version__,

@@ -25,6 +25,7 @@ from passerelle.keys import SecretKey
 from passerelle.state import State
 
 CONVERTED, SOURCE_ONLY, QUARANTINED, PENDING = "converted", "source_only", "quarantined", "pending"
+RISK_ATTRS = ("ObjectClass", "Modality", "ImageType", "SeriesDescription", "BurnedInAnnotation")
 
 
 @dataclass
@@ -168,6 +169,8 @@ def _spec(
             {
                 "number": s.attrs.get("SeriesNumber"),
                 "object_class": s.attrs.get("ObjectClass"),
+                # What the burned-in text screen looks at (kept in the private work area).
+                "attrs": {k: s.attrs.get(k) for k in RISK_ATTRS if k in s.attrs},
                 "action": "convert" if state == PENDING else state,
                 "reason": reason,
                 "target": None

@@ -13,7 +13,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = "1"
+# Bumped when the tables change; an older state is rebuilt (it is a cache plus a ledger that
+# re-planning recreates).
+SCHEMA_VERSION = 2
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -24,7 +26,7 @@ CREATE TABLE IF NOT EXISTS files (
 );
 CREATE TABLE IF NOT EXISTS sessions (
     subject TEXT NOT NULL, session TEXT NOT NULL, spec_hash TEXT NOT NULL,
-    done_hash TEXT, sex TEXT, age INTEGER, n_files INTEGER,
+    done_hash TEXT, sex TEXT, age INTEGER, n_files INTEGER, acq_time TEXT,
     PRIMARY KEY (subject, session)
 );
 CREATE TABLE IF NOT EXISTS runs (run_id TEXT PRIMARY KEY, summary TEXT NOT NULL);
@@ -37,6 +39,13 @@ class State:
         self.path = path
         self.db = sqlite3.connect(path, timeout=600)
         self.db.execute("PRAGMA journal_mode=WAL")
+        if self.db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+            with self.db:
+                for (table,) in self.db.execute(
+                    "SELECT name FROM sqlite_master WHERE type='table'"
+                ).fetchall():
+                    self.db.execute(f"DROP TABLE {table}")
+                self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         self.db.executescript(_DDL)
 
     def close(self) -> None:
@@ -121,10 +130,18 @@ class State:
                 ((h, a, b) for a, b, h in items),
             )
 
+    def set_acq_time(self, subject: str, session: str, acq_time: str | None) -> None:
+        with self.db:
+            self.db.execute(
+                "UPDATE sessions SET acq_time=? WHERE subject=? AND session=?",
+                (acq_time, subject, session),
+            )
+
     def sessions(self) -> list[tuple[str, str, str | None, int | None, str | None]]:
+        """(subject, session, sex, age, acq_time) of every session ever planned."""
         return list(
             self.db.execute(
-                "SELECT subject, session, sex, age, done_hash FROM sessions "
+                "SELECT subject, session, sex, age, acq_time FROM sessions "
                 "ORDER BY subject, session"
             )
         )

@@ -109,7 +109,6 @@ def test_philips_sidecar_matches_reference(converted, testdata: Path) -> None:
 def test_sidecars_and_headers_carry_no_time_or_institution(converted) -> None:
     _, out, _ = converted
     forbidden = {
-        "AcquisitionTime",
         "AcquisitionDateTime",
         "InstitutionName",
         "InstitutionAddress",
@@ -131,6 +130,30 @@ def test_sidecars_and_headers_carry_no_time_or_institution(converted) -> None:
         hdr = nib.load(nii).header
         assert b"Time=" not in hdr["descrip"].tobytes()
         assert hdr["aux_file"].tobytes().strip(b"\0") == b""
+
+
+def _seconds(hhmmss: str) -> float:
+    h, m, sec = hhmmss.split(":")
+    return int(h) * 3600 + int(m) * 60 + float(sec)
+
+
+def test_times_are_shifted_and_intervals_kept(converted, testdata: Path) -> None:
+    """Sidecar times come from the pseudonymised copy: all moved by one per-patient offset."""
+    _, out, _ = converted
+    images = _images(out / "bids")
+    offsets = set()
+    for name, ref in EXPECTED.items():
+        if not ref or not ref.startswith(XA):
+            continue
+        ours = json.loads(images[name].with_name(images[name].name[:-7] + ".json").read_text())
+        theirs = json.loads((testdata / ref).with_suffix(".json").read_text())
+        offset = (_seconds(ours["AcquisitionTime"]) - _seconds(theirs["AcquisitionTime"])) % 86400
+        offsets.add(round(offset, 3))
+    assert len(offsets) == 1 and offsets != {0.0}, offsets
+    scans = next((out / "bids").rglob("*_scans.tsv"))
+    rows = read_tsv(scans)
+    assert all(r["acq_time"] not in ("", "n/a") for r in rows)
+    assert not any(r["acq_time"].startswith("2022-07-11") for r in rows)  # the real exam day
 
 
 def test_fieldmaps_name_their_targets(converted) -> None:

@@ -28,6 +28,7 @@ try:
             output=str(SETTINGS.output),
             work=str(SETTINGS.work),
             bids_map=str(SETTINGS.bids_map_path),
+            deid=str(SETTINGS.deid_path),
             key_file=str(resolve_key_path(SETTINGS.key_file, Path.cwd())),
         )
         write_if_changed(EFFECTIVE, canonical_json(effective).encode())

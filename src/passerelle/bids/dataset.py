@@ -7,27 +7,20 @@ from pathlib import Path
 from typing import Any
 
 from passerelle import __version__
+from passerelle.deid.dates import age_band
 from passerelle.fsutil import write_json, write_text, write_tsv
 
 BIDS_VERSION = "1.10.0"
 CODE_URL = "https://example.org/passerelle"
-AGE_BAND_YEARS = 10
-AGE_TOP = 90  # ages at or above merge into one band: few people, easy to single out
-
-
-def age_band(age: int | None, width: int = AGE_BAND_YEARS, top: int = AGE_TOP) -> str | None:
-    if age is None:
-        return None
-    if age >= top:
-        return f"{top}+"
-    low = (age // width) * width
-    return f"{low}-{low + width - 1}"
 
 
 def write_dataset_files(
-    bids: Path, dataset: dict[str, Any], sessions: list[tuple[str, str, str | None, int | None]]
+    bids: Path,
+    dataset: dict[str, Any],
+    sessions: list[tuple[str, str, str | None, int | None, str | None]],
+    bands: dict[str, int],
 ) -> None:
-    """sessions: (subject, session, sex, age) for every session present in the dataset."""
+    """sessions: (subject, session, sex, age, shifted acq_time) of every session present."""
     description: dict[str, Any] = {
         "Name": dataset["name"],
         "BIDSVersion": BIDS_VERSION,
@@ -44,15 +37,16 @@ def write_dataset_files(
             description[field] = dataset[key]
     write_json(bids / "dataset_description.json", description)
     write_text(bids / ".bidsignore", "**/*.log\n")
-    subjects: dict[str, list[tuple[str, str | None, int | None]]] = defaultdict(list)
-    for sub, ses, sex, age in sessions:
-        subjects[sub].append((ses, sex, age))
+    subjects: dict[str, list[tuple[str, str | None, int | None, str | None]]] = defaultdict(list)
+    for sub, ses, sex, age, acq_time in sessions:
+        subjects[sub].append((ses, sex, age, acq_time))
     write_text(
         bids / "README",
         f"# {dataset['name']}\n\n"
         f"Converted from DICOM with passerelle {__version__}: {len(subjects)} subjects, "
         f"{len(sessions)} sessions.\nSubject and session labels are keyed pseudonyms; "
-        "no date, time of day, name or identifier from the source is kept.\n",
+        "names and identifiers are removed and every date is shifted by a keyed per-subject "
+        "offset that keeps intervals.\n",
     )
     write_text(
         bids / "CHANGES",
@@ -63,7 +57,7 @@ def write_dataset_files(
         bids / "participants.tsv",
         ["participant_id", "sex", "age_band"],
         (
-            [f"sub-{sub}", _sex(rows[0][1]), age_band(rows[0][2])]
+            [f"sub-{sub}", _sex(rows[0][1]), _band(rows, bands)]
             for sub, rows in sorted(subjects.items())
         ),
     )
@@ -75,8 +69,8 @@ def write_dataset_files(
                 "Levels": {"M": "male", "F": "female", "O": "other"},
             },
             "age_band": {
-                "Description": f"age in years at the first session, in "
-                f"{AGE_BAND_YEARS}-year bands with {AGE_TOP} and over merged"
+                "Description": f"age in years at the first session, in {bands['width']}-year "
+                f"bands; under {bands['bottom']} and {bands['top']} and over are merged"
             },
         },
     )
@@ -84,9 +78,18 @@ def write_dataset_files(
         if (bids / f"sub-{sub}").is_dir():
             write_tsv(
                 bids / f"sub-{sub}" / f"sub-{sub}_sessions.tsv",
-                ["session_id"],
-                ([f"ses-{ses}"] for ses, _, _ in sorted(rows)),
+                ["session_id", "acq_time"],
+                ([f"ses-{ses}", acq_time] for ses, _, _, acq_time in sorted(rows)),
             )
+
+
+def _band(
+    rows: list[tuple[str, str | None, int | None, str | None]], bands: dict[str, int]
+) -> str | None:
+    ages = [age for _, _, age, _ in rows if age is not None]
+    if not ages:
+        return None
+    return age_band(min(ages), bands["width"], bands["top"], bands["bottom"])[0]
 
 
 def _sex(value: str | None) -> str | None:

@@ -51,6 +51,8 @@ SIDECAR_ALLOWED: frozenset[str] = frozenset(
         "PhilipsRescaleSlope", "PhilipsScaleSlope", "UsePhilipsFloatNotDisplayScaling",
         # Provenance of the conversion and BIDS fields the pipeline adds.
         "ConversionSoftware", "ConversionSoftwareVersion", "TaskName", "IntendedFor",
+        # Made from the pseudonymised copy, so the time of day is already shifted.
+        "AcquisitionTime",
         "B0FieldIdentifier", "B0FieldSource",
     }
 )  # fmt: skip

@@ -100,6 +100,20 @@ def _open(path: Path) -> tuple[BinaryIO, int]:
     return path.open("rb"), path.stat().st_size
 
 
+def read_dataset(path: Path, headers_only: bool = False) -> Dataset:
+    """A whole DICOM file, plain or gzipped (told by its magic bytes, not its name).
+
+    Files without the Part 10 preamble, as some exports write them, are read as bare datasets.
+    """
+    fh, _ = _open(path)
+    with fh:
+        try:
+            return pydicom.dcmread(fh, stop_before_pixels=headers_only)
+        except InvalidDicomError:
+            fh.seek(0)
+            return pydicom.dcmread(fh, stop_before_pixels=headers_only, force=True)
+
+
 def _age_years(ds: Dataset) -> int | None:
     age = str(ds.get("PatientAge", "") or "").strip().upper()
     if len(age) == 4 and age[:3].isdigit():
