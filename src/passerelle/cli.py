@@ -55,7 +55,7 @@ def cmd_pseudonymise_session(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     result = pseudonymise_session(
-        Path(args.spec), settings, _key(settings), Path(args.out), Path(args.result)
+        Path(args.spec), settings, _key(settings), Path(args.out), Path(args.result), args.threads
     )
     files = [f for s in result["series"] for f in s["files"].values()]
     kept = sum(1 for f in files if f["pseudo"])
@@ -118,6 +118,22 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pseudonym(args: argparse.Namespace) -> int:
+    """Recompute pseudonyms from the key: there is no mapping table to look up or to leak."""
+    from passerelle.deid.uids import keyed_uid
+    from passerelle.labels import patient_key, session_label, subject_label
+
+    key = _key(_settings(args))
+    values = [v.strip() for v in sys.stdin] if args.value == "-" else [args.value]
+    for value in filter(None, values):
+        if args.kind == "patient":
+            label = subject_label(key, patient_key(args.issuer, value))
+            print(f"sub-{label}\tPatientID={label}")
+        else:
+            print(f"ses-{session_label(key, value)}\tStudyInstanceUID={keyed_uid(key, value)}")
+    return 0
+
+
 def cmd_demo_inbox(args: argparse.Namespace) -> int:
     from passerelle.demo import build_demo_inbox
 
@@ -147,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--spec", required=True)
     s.add_argument("--out", required=True, help="folder for the pseudonymised DICOM copy")
     s.add_argument("--result", required=True)
+    s.add_argument("--threads", type=int, default=1)
     s.set_defaults(func=cmd_pseudonymise_session)
 
     s = sub.add_parser("convert-session", help="convert one pseudonymised session")
@@ -172,6 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--validation")
     s.add_argument("--done", required=True)
     s.set_defaults(func=cmd_report)
+
+    s = with_config(
+        sub.add_parser("pseudonym", help="the pseudonym of a source PatientID or StudyInstanceUID")
+    )
+    s.add_argument("kind", choices=["patient", "study"])
+    s.add_argument("value", help="the source value, or - to read one per line from stdin")
+    s.add_argument("--issuer", default="", help="IssuerOfPatientID, when the source has one")
+    s.set_defaults(func=cmd_pseudonym)
 
     s = sub.add_parser("demo-inbox", help="build the demo inbox from data PyPI packages ship")
     s.add_argument("dest")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,10 @@ from passerelle.bids.paths import session_dir
 from passerelle.config import Settings
 from passerelle.deid import burnedin, freetext
 from passerelle.deid.apply import Context, dataset_bytes, pseudonymise
-from passerelle.deid.gate import Watchlist, collect, scan_tree
+from passerelle.deid.gate import Watchlist, collect, scan_dataset, scan_text, scan_tree
 from passerelle.deid.profile import Options, Profile, load_profile
 from passerelle.deid.verify import noncompliance
-from passerelle.dicom.reader import read_dataset
+from passerelle.dicom.reader import read_dataset, read_identifying_part
 from passerelle.fsutil import atomic_write_bytes, canonical_json, write_json, write_text
 from passerelle.keys import SecretKey
 from passerelle.plan import QUARANTINED
@@ -47,7 +48,7 @@ def source_watchlist(spec: dict[str, Any]) -> Watchlist:
     for series in spec["series"]:
         for rel, *_ in series["files"]:
             try:
-                collect(read_dataset(inbox / rel, headers_only=True), watch)
+                collect(read_identifying_part(inbox / rel), watch)
             except Exception:
                 continue
     return watch
@@ -105,76 +106,137 @@ def _series_dir(index: int, number: Any) -> str:
     return f"{index:03d}-{number if number is not None else 'x'}"
 
 
+@dataclass(frozen=True)
+class _Job:
+    """What every worker needs; the watchlist travels in memory, never to disk."""
+
+    key: SecretKey
+    options: Options
+    verify: bool
+    ocr: bool
+    watch: Watchlist
+    inbox: Path
+    out_dir: Path
+    base: Path
+
+
+@dataclass
+class _Done:
+    rel: str
+    outcome: FileOutcome
+    audit: dict[str, Any] | None = None
+    hits: list[str] = field(default_factory=list)
+    acq_time: str | None = None
+    study_time: str | None = None
+
+
+_JOB: _Job | None = None
+
+
+def _init(job: _Job) -> None:
+    global _JOB
+    _JOB = job
+
+
+def _one_file(item: tuple[str, str, int, dict[str, Any]]) -> _Done:
+    """Read, screen, pseudonymise, gate and write one file (runs in a worker process)."""
+    rel, folder, n, attrs = item
+    job = _JOB
+    assert job is not None
+    try:
+        ds = read_dataset(job.inbox / rel)
+    except Exception as exc:
+        return _Done(rel, FileOutcome(None, QUARANTINED, f"unreadable ({type(exc).__name__})"))
+    if reason := _burned_in(ds, attrs, job.ocr):
+        return _Done(rel, FileOutcome(None, QUARANTINED, reason))
+    profile = load_profile(job.options)
+    audit = None
+    if job.verify:
+        problems = noncompliance(ds, profile)
+        if problems:
+            shown = ", ".join(problems[:8]) + (" ..." if len(problems) > 8 else "")
+            reason = f"verify: not pseudonymised per profile ({shown})"
+            return _Done(rel, FileOutcome(None, QUARANTINED, reason))
+    else:
+        ctx = Context.for_dataset(job.key, ds, profile, job.watch.raw_values())
+        result = pseudonymise(ds, ctx)
+        for tag, keyword in freetext.screen(ds, job.watch):
+            result.record(tag, keyword, "X")
+        audit = result.to_dict()
+    target = job.base / folder / f"{n:05d}.dcm"
+    pseudo_rel = target.relative_to(job.out_dir).as_posix()
+    # The gate reads the dataset exactly as it is about to be written.
+    hits = [str(h) for h in scan_dataset(ds, pseudo_rel, job.watch)]
+    hits += [f"{pseudo_rel}: path ({kind})" for kind in scan_text(pseudo_rel, job.watch)]
+    atomic_write_bytes(target, dataset_bytes(ds))
+    pairs = (("AcquisitionDate", "AcquisitionTime"), ("SeriesDate", "SeriesTime"))
+    return _Done(
+        rel,
+        FileOutcome(pseudo_rel),
+        audit,
+        hits,
+        _iso(ds, *pairs, ("ContentDate", "ContentTime")),
+        _iso(ds, ("StudyDate", "StudyTime")),
+    )
+
+
 def pseudonymise_session(
-    spec_file: Path, settings: Settings, key: SecretKey, out_dir: Path, result_file: Path
+    spec_file: Path,
+    settings: Settings,
+    key: SecretKey,
+    out_dir: Path,
+    result_file: Path,
+    workers: int = 1,
 ) -> dict[str, Any]:
     spec = json.loads(spec_file.read_text())
-    sub, ses, inbox = spec["subject"], spec["session"], Path(spec["inbox"])
+    sub, ses = spec["subject"], spec["session"]
     deid = settings.deid
-    profile: Profile = load_profile(options_from(deid))
+    options = options_from(deid)
+    profile: Profile = load_profile(options)
     verify = deid["mode"] == "verify"
-    ocr = deid["burned_in"]["ocr"]
     if out_dir.exists():
         shutil.rmtree(out_dir)
     base = out_dir / "sourcedata" / "dicom" / session_dir(sub, ses)
     base.mkdir(parents=True)
-    watch = source_watchlist(spec)
-    identifiers = watch.raw_values()
-    audits: dict[str, Any] = {}
-    outcomes: list[SeriesOutcome] = []
-    session_time = None
+    job = _Job(
+        key, options, verify, deid["burned_in"]["ocr"], source_watchlist(spec),
+        Path(spec["inbox"]), out_dir, base,
+    )  # fmt: skip
+    items = []
     for index, series in enumerate(spec["series"]):
-        outcome = SeriesOutcome()
-        outcomes.append(outcome)
         folder = _series_dir(index, series.get("number"))
         attrs = series.get("attrs") or {"ObjectClass": series.get("object_class")}
         for n, (rel, *_rest) in enumerate(series["files"], start=1):
-            try:
-                ds = read_dataset(inbox / rel)
-            except Exception as exc:
-                outcome.files[rel] = FileOutcome(
-                    None, QUARANTINED, f"unreadable ({type(exc).__name__})"
-                )
-                continue
-            if reason := _burned_in(ds, attrs, ocr):
-                outcome.files[rel] = FileOutcome(None, QUARANTINED, reason)
-                continue
-            if verify:
-                problems = noncompliance(ds, profile)
-                if problems:
-                    shown = ", ".join(problems[:8]) + (" ..." if len(problems) > 8 else "")
-                    outcome.files[rel] = FileOutcome(
-                        None, QUARANTINED, f"verify: not pseudonymised per profile ({shown})"
-                    )
-                    continue
-                audit = None
-            else:
-                ctx = Context.for_dataset(key, ds, profile, identifiers)
-                audit = pseudonymise(ds, ctx)
-                for tag, keyword in freetext.screen(ds, watch):
-                    audit.record(tag, keyword, "X")
-                audits.setdefault(folder, []).append(audit.to_dict())
-            pseudo_rel = f"{folder}/{n:05d}.dcm"
-            atomic_write_bytes(base / pseudo_rel, dataset_bytes(ds))
-            pseudo_rel = (base / pseudo_rel).relative_to(out_dir).as_posix()
-            outcome.files[rel] = FileOutcome(pseudo_rel)
-            if outcome.acq_time is None:
-                outcome.acq_time = _iso(
-                    ds, ("AcquisitionDate", "AcquisitionTime"), ("SeriesDate", "SeriesTime"),
-                    ("ContentDate", "ContentTime"),
-                )  # fmt: skip
-            if session_time is None:
-                session_time = _iso(ds, ("StudyDate", "StudyTime"))
-    write_json(
-        base / f"sub-{sub}_ses-{ses}_desc-deid_audit.json",
-        _audit_summary(profile, verify, audits),
-    )
-    hits = scan_tree(out_dir, watch)
+            items.append((rel, folder, n, attrs))
+    if workers > 1 and len(items) > 1:
+        with ProcessPoolExecutor(workers, initializer=_init, initargs=(job,)) as pool:
+            done = list(pool.map(_one_file, items, chunksize=4))
+    else:
+        _init(job)
+        done = [_one_file(item) for item in items]
+    by_rel = {d.rel: d for d in done}
+    audits: dict[str, list[dict[str, Any]]] = {}
+    outcomes: list[SeriesOutcome] = []
+    for index, series in enumerate(spec["series"]):
+        folder = _series_dir(index, series.get("number"))
+        outcome = SeriesOutcome()
+        for rel, *_rest in series["files"]:
+            d = by_rel[rel]
+            outcome.files[rel] = d.outcome
+            outcome.acq_time = outcome.acq_time or d.acq_time
+            if d.audit is not None:
+                audits.setdefault(folder, []).append(d.audit)
+        outcomes.append(outcome)
+    audit_file = base / f"sub-{sub}_ses-{ses}_desc-deid_audit.json"
+    write_json(audit_file, _audit_summary(profile, verify, audits))
+    hits = [h for d in done for h in d.hits]
+    written = [p for p in sorted(out_dir.rglob("*")) if p.is_dir() or p == audit_file]
+    hits += [str(h) for h in scan_tree(out_dir, job.watch, written)]
     result = {
         "subject": sub,
         "session": ses,
-        "acq_time": session_time,
-        "withheld": [str(h) for h in hits],
+        "acq_time": next((d.study_time for d in done if d.study_time), None),
+        "withheld": hits,
         "series": [
             {
                 "acq_time": o.acq_time,

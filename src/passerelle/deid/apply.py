@@ -40,6 +40,7 @@ from passerelle.deid.dates import (
 from passerelle.deid.profile import SAFE_PRIVATE, Options, Profile, is_safe_private, load_profile
 from passerelle.deid.text import person_word_hits, strip_accents
 from passerelle.deid.uids import IMPLEMENTATION_CLASS_UID, keyed_uid, scrub_embedded_uids
+from passerelle.dicom.classify import FUNCTIONAL_GROUP_TAGS
 from passerelle.fsutil import atomic_write_bytes
 from passerelle.keys import SecretKey
 from passerelle.labels import patient_key, session_label, subject_label
@@ -597,8 +598,9 @@ def collect_identifiers(ds: Dataset, ctx: Context) -> Identifiers:
     def visit(d: Dataset) -> None:
         for elem in d:
             if elem.VR == "SQ":
-                for item in elem.value:
-                    visit(item)
+                if elem.tag not in FUNCTIONAL_GROUP_TAGS:
+                    for item in elem.value:
+                        visit(item)
                 continue
             if elem.VR in ("DA", "DT") and not elem.tag.is_private:
                 dates.update(v[:8] for v in _values(elem) if len(v) >= 8)

@@ -18,6 +18,7 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from passerelle.deid.text import alnum, tokens
+from passerelle.dicom.classify import FUNCTIONAL_GROUP_TAGS
 
 NAME_KEYWORDS = (
     "PatientName", "OtherPatientNames", "PatientBirthName", "PatientMotherBirthName",
@@ -51,6 +52,9 @@ _DATE_FORMS = (
 )
 # Pixel and waveform payloads are binary images, not text: OCR screens images separately.
 _SKIP_TAGS = {0x7FE00010, 0x7FE00008, 0x7FE00009, 0x54000100, 0x54001010}
+# Numbers cannot spell a name, and an identifier stored as a number is not a realistic leak;
+# skipping them keeps the gate fast on enhanced multi-frame objects (mostly per-frame numbers).
+_NUMERIC_VRS = {"DS", "IS", "FL", "FD", "SL", "SS", "UL", "US", "SV", "UV", "AT"}
 _BINARY_VRS = {"OB", "OW", "OF", "OD", "OL", "OV", "UN"}
 KEYED_UID_ROOT = "2.25."
 _TEXT_SUFFIXES = {".json", ".tsv", ".txt", ".log", ".html", ".csv", ".md", ".bval", ".bvec"}
@@ -139,9 +143,10 @@ def collect(ds: Dataset, watch: Watchlist | None = None) -> Watchlist:
     for keyword in TEXT_KEYWORDS:
         for v in _values(ds, keyword):
             watch.add_text(v)
-    for elem in ds:
-        if elem.VR == "SQ":
-            for item in elem.value:
+    for tag in list(ds.keys()):
+        # keep_deferred: large values (private blobs) read lazily stay unread.
+        if tag not in FUNCTIONAL_GROUP_TAGS and ds.get_item(tag, keep_deferred=True).VR == "SQ":
+            for item in ds[tag].value or []:
                 collect(item, watch)
     return watch
 
@@ -194,7 +199,7 @@ class Hit:
 
 def _element_texts(ds: Dataset, prefix: str = "") -> Iterator[tuple[str, str]]:
     for elem in ds:
-        if elem.tag in _SKIP_TAGS:
+        if elem.tag in _SKIP_TAGS or (elem.VR in _NUMERIC_VRS and not elem.tag.is_private):
             continue
         label = f"{prefix}{elem.keyword or f'({elem.tag.group:04X},{elem.tag.element:04X})'}"
         if elem.VR == "SQ":
@@ -216,7 +221,11 @@ def _element_texts(ds: Dataset, prefix: str = "") -> Iterator[tuple[str, str]]:
 
 
 def scan_dicom(path: Path, rel: str, watch: Watchlist) -> list[Hit]:
-    ds = pydicom.dcmread(path, force=True)
+    return scan_dataset(pydicom.dcmread(path, force=True), rel, watch)
+
+
+def scan_dataset(ds: Dataset, rel: str, watch: Watchlist) -> list[Hit]:
+    """Every element at any depth, private blocks and file meta included."""
     hits = []
     meta = getattr(ds, "file_meta", None)
     sources = [("", ds)] + ([("file_meta.", meta)] if meta is not None else [])

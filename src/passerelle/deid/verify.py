@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pydicom.dataset import Dataset
 
-from passerelle.deid.profile import is_safe_private
-from passerelle.deid.profile import Profile
+from passerelle.deid.profile import Profile, is_safe_private
 
 # The export's own pseudonyms live here: the profile would empty them, a pseudonymised
 # export legitimately fills them. The gate and the free-text screen still check them.

@@ -14,6 +14,10 @@ ENCAPSULATED_PDF = "1.2.840.10008.5.1.4.1.1.104.1"
 SEGMENTATION = "1.2.840.10008.5.1.4.1.1.66.4"
 STANDARD_ROOT = "1.2.840.10008."
 
+# Shared and Per-frame Functional Groups: per-frame geometry and timing, thousands of items
+# in an enhanced multi-frame object, never a person's name or identifier (PS3.3 C.7.6.16).
+FUNCTIONAL_GROUP_TAGS = frozenset({0x52009229, 0x52009230})
+
 OBJECT_CLASSES = (
     "image",
     "sr",
