@@ -93,11 +93,15 @@ def finalize(settings: Settings, key: SecretKey, run_id: str) -> dict[str, Any]:
         rows = []
         for sub, ses, _digest in pending:
             result = publish_session(settings, sub, ses)
+            state.set_acq_time(sub, ses, result.get("acq_time"))
             for series in result["series"]:
                 for rel in series["files"]:
                     rows.append(
                         (rel, series["state"], series["reason"], sub, ses, series["number"])
                     )
+            # Files the pseudonymise step set aside (burned-in text, verify failures).
+            for rel, f in result.get("files", {}).items():
+                rows.append((rel, f["state"], f["reason"], sub, ses, None))
         state.set_dispositions(rows)
         present = [
             row

@@ -1,0 +1,172 @@
+"""Synthetic identities planted in real scanner data must not survive anywhere."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from passerelle.deid.text import fold
+
+from .helpers import REPO, read_tsv, run_workflow
+from .identities import PATIENTS, build, study_datetimes
+
+pytestmark = pytest.mark.slow
+
+
+def _date_forms(yyyymmdd: str) -> list[str]:
+    y, m, d = yyyymmdd[:4], yyyymmdd[4:6], yyyymmdd[6:]
+    return [yyyymmdd, f"{y}-{m}-{d}", f"{d}/{m}/{y}", f"{d}.{m}.{y}"]
+
+
+def _needles(planted: dict[str, list[str]]) -> list[str]:
+    """Every planted value, accent-folded and lower-cased, in the forms it could leak in."""
+    out = set()
+    for value in planted["names"] + planted["ids"] + planted["texts"]:
+        out.add(fold(value))
+        out.add(fold(value).replace("-", " "))
+    for p in PATIENTS:
+        out |= {fold(f"{p.given} {p.family}"), fold(p.caret), fold(f"{p.family} {p.given}")}
+    for d in planted["dates"]:
+        out |= set(_date_forms(d))
+    return sorted(out)
+
+
+def _grep(root: Path, needles: list[str]) -> list[str]:
+    """An independent check, sharing no code with the gate: raw bytes, folded text."""
+    found = []
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        texts = [fold(rel)]
+        if path.is_file():
+            raw = path.read_bytes()
+            texts += [fold(raw.decode("utf-8", "replace")), fold(raw.decode("latin-1"))]
+        for needle in needles:
+            if any(needle in t for t in texts):
+                found.append(f"{rel}: {needle}")
+    return found
+
+
+@pytest.fixture(scope="module")
+def planted_run(testdata: Path, key_file: Path, tmp_path_factory: pytest.TempPathFactory):
+    base = tmp_path_factory.mktemp("privacy")
+    planted = build(testdata, base / "inbox")
+    proc = run_workflow(base / "inbox", base / "out", key_file)
+    return base, planted, proc
+
+
+def test_no_planted_identity_anywhere_in_the_output(planted_run) -> None:
+    base, planted, proc = planted_run
+    needles = _needles(planted)
+    assert len(needles) > 40
+    assert _grep(base / "out", needles) == []
+    logs = fold(proc.stdout + proc.stderr)
+    assert [n for n in needles if n in logs] == []
+    # The planted values are really in the inbox: the grep would have seen them.
+    assert len(_grep(base / "inbox", needles)) > 10
+
+
+def test_sessions_pass_the_gate_and_convert(planted_run) -> None:
+    base, _, _ = planted_run
+    summary = json.loads((base / "out" / "reports" / "summary.json").read_text())
+    assert summary["sessions_in_dataset"] == 3 and summary["subjects_in_dataset"] == 2
+    assert not any("withheld" in r["reason"] for r in summary["reasons"])
+    validation = json.loads((base / "out" / "reports" / "bids_validation.json").read_text())
+    assert validation["errors"] == 0, validation["issues"]
+    # Descriptions still drive the mapping once the name is cleaned out of them.
+    assert len(list((base / "out" / "bids").glob("sub-*/ses-*/anat/*_T1w.nii.gz"))) == 3
+
+
+def test_intervals_are_kept_and_dates_shifted(planted_run) -> None:
+    base, _, _ = planted_run
+    bids = base / "out" / "bids"
+    sessions = {}
+    for tsv in bids.glob("sub-*/sub-*_sessions.tsv"):
+        sessions[tsv.parent.name] = [r["acq_time"] for r in read_tsv(tsv)]
+    counts = sorted(len(v) for v in sessions.values())
+    assert counts == [1, 2]
+    two = next(
+        sorted(datetime.fromisoformat(t) for t in v) for v in sessions.values() if len(v) == 2
+    )
+    real = study_datetimes()
+    assert two[1] - two[0] == real[1] - real[0]  # to the second
+    assert two[0] != real[0]
+    one = datetime.fromisoformat(next(v[0] for v in sessions.values() if len(v) == 1))
+    assert one != real[2]
+
+
+def test_pseudonymised_dicom_is_marked_and_rekeyed(planted_run) -> None:
+    base, _, _ = planted_run
+    source = base / "out" / "bids" / "sourcedata" / "dicom"
+    files = sorted(source.rglob("*.dcm"))
+    assert files
+    per_session: dict[str, set[str]] = {}
+    for f in files:
+        ds = pydicom.dcmread(f)
+        assert ds.PatientIdentityRemoved == "YES"
+        assert ds.LongitudinalTemporalInformationModified == "MODIFIED"
+        codes = {c.CodeValue for c in ds.DeidentificationMethodCodeSequence}
+        assert {"113100", "113105", "113107"} <= codes
+        assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+        for kw in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
+            assert str(getattr(ds, kw)).startswith("2.25.")
+        assert ds.PatientID == f.parts[-4].removeprefix("sub-")
+        if ds.get("Manufacturer", "").startswith("Siemens Healthineers"):
+            per_session.setdefault(f.parts[-3], set()).add(str(ds.FrameOfReferenceUID))
+    # One frame of reference shared by the T1w and fieldmaps of each study, distinct per study.
+    assert all(len(v) == 1 for v in per_session.values())
+    assert len({next(iter(v)) for v in per_session.values()}) == 3
+    audits = list(source.rglob("*_desc-deid_audit.json"))
+    assert len(audits) == 3
+    audit = json.loads(audits[0].read_text())
+    assert audit["edition"] == "2024b" and "retain_safe_private" in audit["options"]
+    actions = {(e["keyword"], e["action"]) for s in audit["series"].values() for e in s}
+    assert ("PatientBirthDate", "X") in actions
+    assert ("StudyDate", "C") in actions
+
+
+def test_leak_planted_after_pseudonymisation_withholds_the_session(
+    testdata: Path, key_file: Path, tmp_path: Path
+) -> None:
+    build(testdata, tmp_path / "inbox")
+    out = tmp_path / "out"
+    run_workflow(tmp_path / "inbox", out, key_file, "--until", "pseudonymise_session")
+    pseudo = out / "work" / "pseudo"
+    # DUPONT is the patient with two studies: plant her own name into one of her sessions.
+    subjects = [p.name.split("_")[0] for p in pseudo.glob("sub-*_ses-*") if p.is_dir()]
+    dupont = next(s for s in subjects if subjects.count(s) == 2)
+    victims = sorted(pseudo.glob(f"{dupont}_ses-*/sourcedata/dicom/sub-*/ses-*/*-5/*.dcm"))
+    assert victims
+    session = victims[0].parts[-3]
+    ds = pydicom.dcmread(victims[0])
+    ds.SeriesDescription = f"t1 {PATIENTS[0].family}"  # reaches the sidecar through dcm2niix
+    ds.save_as(victims[0])
+    run_workflow(tmp_path / "inbox", out, key_file)
+    assert not list((out / "bids").glob(f"sub-*/{session}"))
+    assert not list((out / "bids" / "sourcedata" / "dicom").glob(f"sub-*/{session}"))
+    rows = [r for r in read_tsv(out / "work" / "manifest.tsv") if r["session"] == session]
+    assert rows and all(r["state"] == "quarantined" for r in rows)
+    assert all("withheld by the PHI gate" in r["reason"] for r in rows)
+    assert any("SeriesDescription" in r["reason"] for r in rows)
+    assert not any(fold(PATIENTS[0].family) in fold(r["reason"]) for r in rows)
+    # The other sessions are unaffected.
+    assert len(list((out / "bids").glob("sub-*/ses-*"))) == 2
+
+
+def test_pseudonym_command_matches_the_dataset(planted_run, key_file: Path) -> None:
+    base, _, _ = planted_run
+    proc = subprocess.run(
+        [sys.executable, "-m", "passerelle", "pseudonym", "patient", "-", "--set",
+         f"inbox={base / 'inbox'}", "--set", f"key_file={key_file}"],
+        input=PATIENTS[0].patient_id + "\n", capture_output=True, text=True, cwd=REPO, check=True,
+    )  # fmt: skip
+    label = proc.stdout.split("\t")[0]
+    assert re.fullmatch(r"sub-[0-9a-f]{12}", label)
+    assert (base / "out" / "bids" / label).is_dir()
+    assert PATIENTS[0].patient_id not in proc.stdout
