@@ -79,6 +79,7 @@ class Row:
     seconds: float
     detail: str = ""
     error_samples: list[str] = field(default_factory=list)
+    group_s: dict[str, float] = field(default_factory=dict)  # seconds per input group
 
     @property
     def files_per_s(self) -> float:
@@ -114,6 +115,19 @@ def stage_real(testdata: Path, inbox: Path) -> Counter:
     return skipped
 
 
+def group_of(rel: str) -> str:
+    """Input group of an inbox-relative path (one scanner and kind of file each)."""
+    parts = rel.split("/")
+    if parts[0] == "synth":
+        return "Philips classic synthetic"
+    name = parts[1]
+    if name == "ge_siemens_epi":
+        return "GE classic" if parts[2].endswith("GE") else "Siemens mosaic"
+    if name == "siemens_xa30_exam":
+        return "Siemens XA30 enhanced + non-image"
+    return "Philips classic"
+
+
 def inbox_files(inbox: Path) -> list[Path]:
     return sorted(p for p in inbox.rglob("*") if p.is_file())
 
@@ -137,17 +151,13 @@ def build_inbox(testdata: Path, inbox: Path, min_files: int) -> dict:
     }
 
 
-def describe(files: list[Path]) -> tuple[Counter, Counter, list[str]]:
-    """(mix by kind, files by origin, duplicate SOPInstanceUIDs) from the headers."""
+def describe(files: list[Path]) -> tuple[Counter, list[str]]:
+    """(mix by kind, duplicate SOPInstanceUIDs) from the headers."""
     mix: Counter = Counter()
-    origin: Counter = Counter()
     seen: dict[str, Path] = {}
     dupes = []
     tags = ["SOPClassUID", "SOPInstanceUID", "ImageType", "NumberOfFrames", *ENHANCED_MARKERS]
     for path in files:
-        parts = path.parts
-        origin["/".join(parts[parts.index("real") : parts.index("real") + 2])
-               if "real" in parts else "synth"] += 1  # fmt: skip
         ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=tags)
         sop = str(ds.get("SOPInstanceUID", ""))
         if sop in seen:
@@ -162,7 +172,7 @@ def describe(files: list[Path]) -> tuple[Counter, Counter, list[str]]:
             mix["classic mosaic"] += 1
         else:
             mix["classic single-frame"] += 1
-    return mix, origin, dupes
+    return mix, dupes
 
 
 def warm(files: list[Path]) -> int:
@@ -180,7 +190,7 @@ def count_written(root: Path, suffix: str | None = None) -> int:
 # ------------------------------------------------------------------------ tools
 
 
-def plan_passerelle(inbox: Path, work: Path) -> tuple[object, object, list[Path], dict]:
+def plan_passerelle(inbox: Path, work: Path):
     key_file = work / "key" / "bench.key"
     generate_key_file(key_file)
     raw = {
@@ -195,10 +205,14 @@ def plan_passerelle(inbox: Path, work: Path) -> tuple[object, object, list[Path]
     t0 = time.perf_counter()
     plan = prepare(settings, key)
     plan_s = time.perf_counter() - t0
-    specs = [spec_path(settings.work, sub, ses) for sub, ses in plan.pending]
-    planned = sum(
-        len(s["files"]) for f in specs for s in json.loads(f.read_text())["series"]
-    )  # fmt: skip
+    specs = []
+    planned = 0
+    for sub, ses in plan.pending:
+        path = spec_path(settings.work, sub, ses)
+        rels = [f[0] for s in json.loads(path.read_text())["series"] for f in s["files"]]
+        groups = {group_of(rel) for rel in rels}
+        specs.append((path, groups.pop() if len(groups) == 1 else "mixed"))
+        planned += len(rels)
     info = {
         "plan_s": round(plan_s, 2),
         "sessions": len(specs),
@@ -208,16 +222,19 @@ def plan_passerelle(inbox: Path, work: Path) -> tuple[object, object, list[Path]
     return settings, key, specs, info
 
 
-def run_passerelle(settings, key, specs: list[Path], out: Path, workers: int) -> Row:
+def run_passerelle(settings, key, specs: list[tuple[Path, str]], out: Path, workers: int) -> Row:
     results = []
+    group_s: Counter = Counter()
     t0 = time.perf_counter()
-    for spec in specs:
+    for spec, group in specs:
         name = spec.parent.name + "_" + spec.stem
+        t = time.perf_counter()
         results.append(
             pseudonymise_session(
                 spec, settings, key, out / name, out / f"{name}.result.json", workers
             )
         )
+        group_s[group] += time.perf_counter() - t
     seconds = time.perf_counter() - t0
     set_aside = [
         f"{rel}: {f['reason']}"
@@ -238,23 +255,36 @@ def run_passerelle(settings, key, specs: list[Path], out: Path, workers: int) ->
         seconds,
         detail,
         (set_aside + withheld)[:MAX_ERRORS_KEPT],
+        dict(group_s),
     )
 
 
 def run_peer(tool: str, files: list[Path], inbox: Path, out: Path, one) -> Row:
     errors: list[str] = []
+    group_s: Counter = Counter()
     t0 = time.perf_counter()
     for path in files:
-        target = out / path.relative_to(inbox)
+        rel = path.relative_to(inbox)
+        target = out / rel
+        t = time.perf_counter()
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             one(path, target)
         except Exception as exc:
-            errors.append(f"{path.relative_to(inbox)}: {type(exc).__name__}: {exc}"[:300])
+            errors.append(f"{rel}: {type(exc).__name__}: {exc}"[:300])
+        group_s[group_of(rel.as_posix())] += time.perf_counter() - t
     seconds = time.perf_counter() - t0
     reasons = Counter(e.split(": ", 2)[1] for e in errors)
     detail = ", ".join(f"{n} x {r}" for r, n in reasons.most_common(3))
-    return Row(tool, count_written(out), len(errors), seconds, detail, errors[:MAX_ERRORS_KEPT])
+    return Row(
+        tool,
+        count_written(out),
+        len(errors),
+        seconds,
+        detail,
+        errors[:MAX_ERRORS_KEPT],
+        dict(group_s),
+    )
 
 
 def deid_one():
@@ -314,6 +344,18 @@ def table(rows: list[Row], base: Row) -> str:
     return "\n".join(lines)
 
 
+def group_table(rows: list[Row], groups: Counter) -> str:
+    names = sorted(groups, key=lambda g: -groups[g])
+    lines = [
+        "| tool | " + " | ".join(f"{g} ({groups[g]})" for g in names) + " |",
+        "|---|" + "---:|" * len(names),
+    ]
+    for r in rows:
+        cells = [f"{groups[g] / r.group_s[g]:.1f}" if r.group_s.get(g) else "-" for g in names]
+        lines.append(f"| {r.tool} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -333,13 +375,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     testdata = args.shared / "testdata"
-    peers = {
-        "deid": ("deid", deid_one),
-        "dicom-anonymizer": ("dicomanonymizer", dicomanonymizer_one),
-    }
+    peers = {"deid": deid_one, "dicom-anonymizer": dicomanonymizer_one}
     makers = {}
     missing = {}
-    for dist, (_module, make) in peers.items():
+    for dist, make in peers.items():
         try:
             makers[dist] = make()
         except ImportError as exc:
@@ -359,7 +398,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"building the inbox in {inbox} (untimed) ...", file=sys.stderr)
         built = build_inbox(testdata, inbox, args.min_files)
         files = inbox_files(inbox)
-        mix, origin, dupes = describe(files)
+        mix, dupes = describe(files)
+        groups = Counter(group_of(p.relative_to(inbox).as_posix()) for p in files)
         if dupes:
             raise SystemExit(f"bench_deid: {len(dupes)} duplicate SOPInstanceUIDs in the inbox")
         if len(files) < args.min_files:
@@ -367,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         print("planning Passerelle sessions (untimed) ...", file=sys.stderr)
         settings, key, specs, plan_info = plan_passerelle(inbox, work)
         nbytes = warm(files)
+        load_before = os.getloadavg()
 
         rows: list[Row] = []
         out = work / "out"
@@ -385,9 +426,14 @@ def main(argv: list[str] | None = None) -> int:
             row.tool = f"{dist} {peer_version(dist)}"
             rows.append(row)
         base = rows[0]
+        load_after = os.getloadavg()
+        load_text = (
+            f"load average 1/5/15 min {'/'.join(f'{x:.2f}' for x in load_before)} before, "
+            f"{'/'.join(f'{x:.2f}' for x in load_after)} after"
+        )
 
         mix_text = ", ".join(f"{n} {k}" for k, n in mix.most_common())
-        origin_text = ", ".join(f"{n} {k}" for k, n in sorted(origin.items()))
+        origin_text = ", ".join(f"{n} {k}" for k, n in groups.most_common())
         print()
         print(
             f"Inbox: {len(files)} DICOM files ({nbytes / 2**20:.0f} MiB), all distinct "
@@ -400,10 +446,15 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(
             f"Machine: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-            f"pydicom {pydicom.__version__}. Peers single-process; page cache warmed."
+            f"pydicom {pydicom.__version__}; {load_text}. Peers single-process; "
+            "page cache warmed before each tool."
         )
         print()
         print(table(rows, base))
+        print()
+        print("Files/s by input group (files in brackets):")
+        print()
+        print(group_table(rows, groups))
         print()
         print("Ratio: the tool's files/s divided by Passerelle's (workers=1); >1 is faster.")
         print(PASSERELLE_NOTE)
@@ -421,14 +472,16 @@ def main(argv: list[str] | None = None) -> int:
                     "files": len(files),
                     "bytes": nbytes,
                     "mix": dict(mix),
-                    "origin": dict(origin),
                     **built,
                 },
                 "passerelle_plan": plan_info,
+                "groups": dict(groups),
                 "machine": {
                     "cpus": os.cpu_count(),
                     "python": platform.python_version(),
                     "pydicom": pydicom.__version__,
+                    "loadavg_before": load_before,
+                    "loadavg_after": load_after,
                     "deid": peer_version("deid"),
                     "dicom-anonymizer": peer_version("dicom-anonymizer"),
                 },

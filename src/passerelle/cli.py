@@ -103,13 +103,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from passerelle.finalize import close_run
+    from passerelle.finalize import close_run, pending_sessions
     from passerelle.report import write_run_report
+    from passerelle.rungate import check_shared, log_files, run_watchlist
 
     settings = _settings(args)
     summary = json.loads((settings.reports_dir / "summary.json").read_text())
     validation = json.loads(Path(args.validation).read_text()) if args.validation else {}
     write_run_report(settings, summary, validation)
+    watch = run_watchlist(settings, pending_sessions(settings, args.run_id))
+    check_shared(settings, [settings.reports_dir / "run_report.html", *log_files(settings)], watch)
     close_run(settings, args.run_id)
     Path(args.done).parent.mkdir(parents=True, exist_ok=True)
     Path(args.done).write_text(summary["run_id"] + "\n")

@@ -17,7 +17,8 @@ from passerelle.convert import WITHHELD
 from passerelle.fsutil import write_json, write_tsv
 from passerelle.keys import SecretKey
 from passerelle.labels import opaque_id
-from passerelle.plan import PENDING
+from passerelle.plan import PENDING, QUARANTINED
+from passerelle.rungate import check_shared, dataset_files, run_watchlist, session_hits
 from passerelle.state import State
 
 
@@ -86,11 +87,29 @@ def _manifest(settings: Settings, key: SecretKey, state: State) -> Counter[str]:
     return counts
 
 
+def pending_sessions(settings: Settings, run_id: str) -> list[tuple[str, str]]:
+    state = State(settings.work / "state.sqlite")
+    try:
+        return [(a, b) for a, b, _ in json.loads(state.meta(f"run:{run_id}:pending") or "[]")]
+    finally:
+        state.close()
+
+
+def _withdraw(settings: Settings, sub: str, ses: str, why: str, rows: list[Any]) -> None:
+    """Take a session the run-level gate flagged out of the dataset; its files are quarantined."""
+    for base in (settings.bids_dir, settings.bids_dir / "sourcedata" / "dicom"):
+        shutil.rmtree(base / session_dir(sub, ses), ignore_errors=True)
+    reason = f"{WITHHELD}: {why}"
+    for i, row in enumerate(rows):
+        if row[3] == sub and row[4] == ses:
+            rows[i] = (row[0], QUARANTINED, reason, sub, ses, row[5])
+
+
 def finalize(settings: Settings, key: SecretKey, run_id: str) -> dict[str, Any]:
     state = State(settings.work / "state.sqlite")
     try:
         pending = json.loads(state.meta(f"run:{run_id}:pending") or "[]")
-        rows = []
+        rows: list[Any] = []
         for sub, ses, _digest in pending:
             result = publish_session(settings, sub, ses)
             state.set_acq_time(sub, ses, result.get("acq_time"))
@@ -102,6 +121,10 @@ def finalize(settings: Settings, key: SecretKey, run_id: str) -> dict[str, Any]:
             # Files the pseudonymise step set aside (burned-in text, verify failures).
             for rel, f in result.get("files", {}).items():
                 rows.append((rel, f["state"], f["reason"], sub, ses, None))
+        sessions = [(sub, ses) for sub, ses, _ in pending]
+        watch = run_watchlist(settings, sessions)
+        for (sub, ses), hit in session_hits(settings, sessions, watch).items():
+            _withdraw(settings, sub, ses, str(hit), rows)
         state.set_dispositions(rows)
         present = [
             row
@@ -122,6 +145,7 @@ def finalize(settings: Settings, key: SecretKey, run_id: str) -> dict[str, Any]:
             "reasons": _reasons(state),
         }
         write_json(settings.reports_dir / "summary.json", summary)
+        check_shared(settings, dataset_files(settings, {s for s, _ in sessions}), watch)
         return summary
     finally:
         state.close()

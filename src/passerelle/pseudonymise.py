@@ -150,19 +150,17 @@ def _one_file(item: tuple[str, str, int, dict[str, Any]]) -> _Done:
     if reason := _burned_in(ds, attrs, job.ocr):
         return _Done(rel, FileOutcome(None, QUARANTINED, reason))
     profile = load_profile(job.options)
-    audit = None
-    if job.verify:
-        problems = noncompliance(ds, profile)
-        if problems:
-            shown = ", ".join(problems[:8]) + (" ..." if len(problems) > 8 else "")
-            reason = f"verify: not pseudonymised per profile ({shown})"
-            return _Done(rel, FileOutcome(None, QUARANTINED, reason))
-    else:
-        ctx = Context.for_dataset(job.key, ds, profile, job.watch.raw_values())
-        result = pseudonymise(ds, ctx)
-        for tag, keyword in freetext.screen(ds, job.watch):
-            result.record(tag, keyword, "X")
-        audit = result.to_dict()
+    if job.verify and (problems := noncompliance(ds, profile)):
+        shown = ", ".join(problems[:8]) + (" ..." if len(problems) > 8 else "")
+        reason = f"verify: not pseudonymised per profile ({shown})"
+        return _Done(rel, FileOutcome(None, QUARANTINED, reason))
+    # Verified files are pseudonymised too: the archive keys every object with its own
+    # secret, whatever pseudonyms the sender used.
+    ctx = Context.for_dataset(job.key, ds, profile, job.watch.raw_values())
+    result = pseudonymise(ds, ctx)
+    for tag, keyword in freetext.screen(ds, job.watch):
+        result.record(tag, keyword, "X")
+    audit = result.to_dict()
     target = job.base / folder / f"{n:05d}.dcm"
     pseudo_rel = target.relative_to(job.out_dir).as_posix()
     # The gate reads the dataset exactly as it is about to be written.

@@ -125,7 +125,8 @@ def build(testdata: Path, inbox: Path) -> dict[str, list[str]]:
                 ds.save_as(dst)
     planted = {
         "names": [p.family for p in PATIENTS] + [p.given for p in PATIENTS]
-        + [p.physician.split("^")[0] for p in PATIENTS] + [p.operator.split("^")[0] for p in PATIENTS],
+        + [p.physician.split("^")[0] for p in PATIENTS]
+        + [p.operator.split("^")[0] for p in PATIENTS],
         "ids": [p.patient_id for p in PATIENTS] + [p.other_id for p in PATIENTS]
         + [a for _, _, a in STUDIES] + [SERIAL, STATION],
         "texts": [INSTITUTION, "Saint-Exupery", "Rockefeller", "rue des Lilas", "Longchamp"]

@@ -39,7 +39,9 @@ def _needles(planted: dict[str, list[str]]) -> list[str]:
 
 
 def _grep(root: Path, needles: list[str]) -> list[str]:
-    """An independent check, sharing no code with the gate: raw bytes, folded text."""
+    """An independent check, sharing no code with the gate: raw bytes, folded text, each
+    value as a whole word ('petit' must not match inside 'repetition')."""
+    patterns = {n: re.compile(rf"(?<![a-z0-9]){re.escape(n)}(?![a-z0-9])") for n in needles}
     found = []
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root).as_posix()
@@ -47,8 +49,8 @@ def _grep(root: Path, needles: list[str]) -> list[str]:
         if path.is_file():
             raw = path.read_bytes()
             texts += [fold(raw.decode("utf-8", "replace")), fold(raw.decode("latin-1"))]
-        for needle in needles:
-            if any(needle in t for t in texts):
+        for needle, pattern in patterns.items():
+            if any(pattern.search(t) for t in texts):
                 found.append(f"{rel}: {needle}")
     return found
 
@@ -67,7 +69,9 @@ def test_no_planted_identity_anywhere_in_the_output(planted_run) -> None:
     assert len(needles) > 40
     assert _grep(base / "out", needles) == []
     logs = fold(proc.stdout + proc.stderr)
-    assert [n for n in needles if n in logs] == []
+    assert [
+        n for n in needles if re.search(rf"(?<![a-z0-9]){re.escape(n)}(?![a-z0-9])", logs)
+    ] == []
     # The planted values are really in the inbox: the grep would have seen them.
     assert len(_grep(base / "inbox", needles)) > 10
 
@@ -170,3 +174,42 @@ def test_pseudonym_command_matches_the_dataset(planted_run, key_file: Path) -> N
     assert re.fullmatch(r"sub-[0-9a-f]{12}", label)
     assert (base / "out" / "bids" / label).is_dir()
     assert PATIENTS[0].patient_id not in proc.stdout
+
+
+def test_verify_mode_quarantines_what_does_not_comply(
+    testdata: Path, key_file: Path, tmp_path: Path
+) -> None:
+    """A delivery pseudonymised elsewhere: compliant files go on, the others are named."""
+    from passerelle.deid.apply import Context, dataset_bytes, pseudonymise
+    from passerelle.deid.profile import load_profile
+    from passerelle.dicom.reader import read_dataset
+    from passerelle.keys import SecretKey
+
+    sender = SecretKey(b"the sending hospital's own secret key, not ours" * 2)
+    inbox = tmp_path / "inbox"
+    sources = sorted((testdata / "siemens_xa30_exam" / "In" / "8_gre_field_mapping").iterdir())
+    sources += sorted((testdata / "siemens_xa30_exam" / "In" / "5_anat-T1w_acq-tfl").iterdir())
+    for n, src in enumerate(sources):
+        ds = read_dataset(src)
+        pseudonymise(ds, Context.for_dataset(sender, ds, load_profile()))
+        ds.PatientName, ds.PatientID = "PROVIDER^0042", "PRV0042"
+        if n == 0:  # the sender forgot two attributes in one file
+            ds.InstitutionName = "Hopital Sud"
+            ds.PatientBirthDate = "19700101"
+        (inbox / f"f{n}").parent.mkdir(parents=True, exist_ok=True)
+        (inbox / f"f{n}.dcm").write_bytes(dataset_bytes(ds))
+    policy = tmp_path / "deid.yaml"
+    policy.write_text(
+        (REPO / "config" / "deid.yaml").read_text().replace("mode: enforce", "mode: verify")
+    )
+    out = tmp_path / "out"
+    run_workflow(inbox, out, key_file, f"deid={policy}")
+    rows = {r["path"]: r for r in read_tsv(out / "work" / "manifest.tsv")}
+    bad = rows["f0.dcm"]
+    assert bad["state"] == "quarantined"
+    assert bad["reason"].startswith("verify: not pseudonymised per profile")
+    assert "InstitutionName" in bad["reason"] and "PatientBirthDate" in bad["reason"]
+    assert "Hopital" not in bad["reason"] and "1970" not in bad["reason"]
+    assert all(r["state"] == "converted" for p, r in rows.items() if p != "f0.dcm")
+    audit = json.loads(next((out / "bids" / "sourcedata").rglob("*_audit.json")).read_text())
+    assert audit["mode"] == "verify"

@@ -1,0 +1,72 @@
+"""`make run`'s job on the demo inbox: valid BIDS, and no stamped identity anywhere."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from passerelle.deid.text import fold
+from passerelle.demo import DEMO_IDENTITIES, DemoSourceError, build_demo_inbox
+
+from .helpers import REPO, read_tsv, run_workflow
+from .test_privacy import _date_forms, _grep
+
+pytestmark = pytest.mark.slow
+CACHE = REPO / ".cache" / "demo-sources"
+
+
+def _needles() -> list[str]:
+    out: set[str] = set()
+    for who in DEMO_IDENTITIES:
+        for field, value in who.items():
+            if field in ("folder", "sex"):
+                continue
+            for part in value.split(","):
+                if field in ("birth_date", "study_dates"):
+                    out |= set(_date_forms(part))
+                    continue
+                out.add(fold(part))
+                if "^" in part:
+                    family, given = part.split("^", 1)
+                    out |= {fold(family), fold(given), fold(f"{given} {family}")}
+    return sorted(n for n in out if len(n) >= 4)
+
+
+@pytest.fixture(scope="module")
+def demo_run(key_file: Path, tmp_path_factory: pytest.TempPathFactory):
+    base = tmp_path_factory.mktemp("demo")
+    try:
+        build_demo_inbox(base / "inbox", CACHE)
+    except DemoSourceError as exc:
+        pytest.skip(f"demo sources unavailable: {exc}")
+    proc = run_workflow(base / "inbox", base / "out", key_file)
+    return base, proc
+
+
+def test_demo_gives_valid_bids_and_accounts_for_every_file(demo_run) -> None:
+    base, _ = demo_run
+    validation = json.loads((base / "out" / "reports" / "bids_validation.json").read_text())
+    assert validation["errors"] == 0, validation["issues"]
+    bids = base / "out" / "bids"
+    assert len(list(bids.glob("sub-*"))) == 2
+    assert len(list(bids.glob("sub-*/ses-*"))) == 3
+    assert len(list(bids.glob("sub-*/ses-*/anat/*_T1w.nii.gz"))) == 3
+    inbox_files = {p.relative_to(base / "inbox").as_posix() for p in (base / "inbox").rglob("*")
+                   if p.is_file()}  # fmt: skip
+    rows = read_tsv(base / "out" / "work" / "manifest.tsv")
+    assert {r["path"] for r in rows} == inbox_files
+
+
+def test_demo_leaves_no_stamped_identity(demo_run) -> None:
+    base, proc = demo_run
+    needles = _needles()
+    assert "dupont" in needles and "ipp-demo-0001" in needles and "2024-03-04" in needles
+    assert _grep(base / "out", needles) == []
+    logs = fold(proc.stdout + proc.stderr)
+    assert [
+        n for n in needles if re.search(rf"(?<![a-z0-9]){re.escape(n)}(?![a-z0-9])", logs)
+    ] == []
+    assert _grep(base / "inbox", needles)  # the identities were there to find
