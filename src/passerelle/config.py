@@ -91,6 +91,10 @@ def load_yaml(path: Path) -> Any:
         ) from None
 
 
+def default_work(output: Path) -> Path:
+    return output.with_name(output.name + ".work")
+
+
 def _check_regex(pattern: str, source: str, where: str) -> None:
     try:
         re.compile(pattern)
@@ -135,7 +139,8 @@ def settings_from(raw: dict[str, Any], source: str, base: Path) -> Settings:
         return p if p.is_absolute() else (base / p)
 
     output = resolve(data["output"])
-    work = resolve(data["work"]) if data.get("work") else output / "work"
+    # The private work area sits beside the output, not in it: it holds inbox paths.
+    work = resolve(data["work"]) if data.get("work") else default_work(output)
     map_path = resolve(data["bids_map"])
     bids_map = validate(load_yaml(map_path), "bids_map", str(map_path))
     for i, rule in enumerate(bids_map["rules"]):

@@ -8,6 +8,7 @@ run, which also catches one patient's identity turning up in another's outputs.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -54,6 +55,11 @@ def _scan_log(root: Path, path: Path, watch: Watchlist, roots: Iterable[Path]) -
     ]
 
 
+def _root(settings: Settings) -> Path:
+    """Where hits are named from: the folder holding both the output and the work area."""
+    return Path(os.path.commonpath([settings.output, settings.work]))
+
+
 def session_hits(
     settings: Settings, sessions: list[tuple[str, str]], watch: Watchlist
 ) -> dict[tuple[str, str], Hit]:
@@ -61,7 +67,7 @@ def session_hits(
     found = {}
     for sub, ses in sessions:
         folder = settings.bids_dir / session_dir(sub, ses)
-        hits = _scan(settings.output, folder.rglob("*"), watch) if folder.is_dir() else []
+        hits = _scan(_root(settings), folder.rglob("*"), watch) if folder.is_dir() else []
         if hits:
             found[(sub, ses)] = hits[0]
     return found
@@ -70,9 +76,10 @@ def session_hits(
 def check_shared(settings: Settings, paths: Iterable[Path], watch: Watchlist) -> None:
     """Files shared by the run (tables, reports, logs): a hit removes the file and fails."""
     roots = (settings.output, settings.work, settings.inbox)
-    hits = _scan(settings.output, paths, watch, roots)
+    root = _root(settings)
+    hits = _scan(root, paths, watch, roots)
     for hit in hits:
-        (settings.output / hit.file).unlink(missing_ok=True)
+        (root / hit.file).unlink(missing_ok=True)
     if hits:
         where = "; ".join(str(h) for h in hits[:5])
         raise PasserelleError(f"PHI gate: identifier in a run output, file removed: {where}")

@@ -204,7 +204,7 @@ def test_defaults_are_filled(raw, tmp_path, inbox):
     assert convert["compress"] is True
     assert convert["skip_derived"] is True
     assert "localizer" in convert["localizer_pattern"]
-    assert settings.work == settings.output / "work"
+    assert settings.work == settings.output.with_name(settings.output.name + ".work")
     assert settings.inbox == inbox
     assert settings.bids_dir == settings.output / "bids"
     assert settings.reports_dir == settings.output / "reports"

@@ -24,6 +24,13 @@ def run_workflow(
     return proc
 
 
+def work(output: Path) -> Path:
+    """The private work area of a run writing to output (beside it, not inside)."""
+    from passerelle.config import default_work
+
+    return default_work(output)
+
+
 def tree_digest(root: Path) -> dict[str, str]:
     return {
         p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()

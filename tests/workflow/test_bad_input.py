@@ -9,7 +9,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from .helpers import read_tsv, run_workflow
+from .helpers import read_tsv, run_workflow, work
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +60,7 @@ def bad_inbox(testdata: Path, tmp_path: Path) -> Path:
 def test_each_bad_file_gets_its_reason(bad_inbox: Path, key_file: Path, tmp_path: Path):
     out = tmp_path / "out"
     run_workflow(bad_inbox, out, key_file)  # must complete despite the bad files
-    rows = {r["path"]: r for r in read_tsv(out / "work" / "manifest.tsv")}
+    rows = {r["path"]: r for r in read_tsv(work(out) / "manifest.tsv")}
     all_files = {p.relative_to(bad_inbox).as_posix() for p in bad_inbox.rglob("*") if p.is_file()}
     assert set(rows) == all_files
 

@@ -11,7 +11,7 @@ import pytest
 from passerelle.deid.text import fold
 from passerelle.demo import DEMO_IDENTITIES, DemoSourceError, build_demo_inbox
 
-from .helpers import REPO, read_tsv, run_workflow
+from .helpers import REPO, read_tsv, run_workflow, work
 from .test_privacy import _date_forms, _grep
 
 pytestmark = pytest.mark.slow
@@ -56,7 +56,7 @@ def test_demo_gives_valid_bids_and_accounts_for_every_file(demo_run) -> None:
     assert len(list(bids.glob("sub-*/ses-*/anat/*_T1w.nii.gz"))) == 3
     inbox_files = {p.relative_to(base / "inbox").as_posix() for p in (base / "inbox").rglob("*")
                    if p.is_file()}  # fmt: skip
-    rows = read_tsv(base / "out" / "work" / "manifest.tsv")
+    rows = read_tsv(work(base / "out") / "manifest.tsv")
     assert {r["path"] for r in rows} == inbox_files
 
 
@@ -65,6 +65,7 @@ def test_demo_leaves_no_stamped_identity(demo_run) -> None:
     needles = _needles()
     assert "dupont" in needles and "ipp-demo-0001" in needles and "2024-03-04" in needles
     assert _grep(base / "out", needles) == []
+    assert _grep(work(base / "out") / "logs", needles) == []
     logs = fold(proc.stdout + proc.stderr)
     assert [
         n for n in needles if re.search(rf"(?<![a-z0-9]){re.escape(n)}(?![a-z0-9])", logs)

@@ -13,7 +13,7 @@ import pytest
 
 from passerelle.dicom.index import walk
 
-from .helpers import read_tsv, run_workflow, tree_digest
+from .helpers import read_tsv, run_workflow, tree_digest, work
 
 pytestmark = pytest.mark.slow
 
@@ -185,7 +185,7 @@ def test_validator_and_pybids(converted) -> None:
 def test_manifest_accounts_for_every_file(converted) -> None:
     inbox, out, _ = converted
     files = {rel for rel, _, _ in walk(inbox)}
-    rows = read_tsv(out / "work" / "manifest.tsv")
+    rows = read_tsv(work(out) / "manifest.tsv")
     assert sorted(r["path"] for r in rows) == sorted(files)
     assert {r["state"] for r in rows} <= {"converted", "source_only", "quarantined"}
     assert all(r["reason"] not in ("", "n/a") for r in rows)
