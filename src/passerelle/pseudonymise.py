@@ -17,7 +17,7 @@ from passerelle import __version__
 from passerelle.bids.paths import session_dir
 from passerelle.config import Settings
 from passerelle.deid import burnedin, freetext
-from passerelle.deid.apply import Context, dataset_bytes, pseudonymise
+from passerelle.deid.apply import Context, Identifiers, dataset_bytes, pseudonymise
 from passerelle.deid.gate import Watchlist, collect, scan_dataset, scan_text, scan_tree
 from passerelle.deid.profile import Options, Profile, load_profile
 from passerelle.deid.verify import noncompliance
@@ -118,6 +118,7 @@ class _Job:
     inbox: Path
     out_dir: Path
     base: Path
+    known: Identifiers  # the watchlist as the pseudonymiser's cleaners take it
 
 
 @dataclass
@@ -157,7 +158,7 @@ def _one_file(item: tuple[str, str, int, dict[str, Any]]) -> _Done:
     # Verified files are pseudonymised too: the archive keys every object with its own
     # secret, whatever pseudonyms the sender used.
     ctx = Context.for_dataset(job.key, ds, profile, job.watch.raw_values())
-    result = pseudonymise(ds, ctx)
+    result = pseudonymise(ds, ctx, job.known)
     for tag, keyword in freetext.screen(ds, job.watch):
         result.record(tag, keyword, "X")
     audit = result.to_dict()
@@ -196,9 +197,14 @@ def pseudonymise_session(
         shutil.rmtree(out_dir)
     base = out_dir / "sourcedata" / "dicom" / session_dir(sub, ses)
     base.mkdir(parents=True)
+    watch = source_watchlist(spec)
+    known = Identifiers(
+        frozenset(watch.raw_names), frozenset(watch.raw_ids), frozenset(watch.raw_texts),
+        frozenset(watch.dates),
+    )  # fmt: skip
     job = _Job(
-        key, options, verify, deid["burned_in"]["ocr"], source_watchlist(spec),
-        Path(spec["inbox"]), out_dir, base,
+        key, options, verify, deid["burned_in"]["ocr"], watch, Path(spec["inbox"]), out_dir, base,
+        known,
     )  # fmt: skip
     items = []
     for index, series in enumerate(spec["series"]):

@@ -676,8 +676,19 @@ def _file_meta(ds: Dataset, ctx: Context, audit: Audit) -> None:
     ds.file_meta = meta
 
 
-def pseudonymise(ds: Dataset, ctx: Context) -> Audit:
-    """De-identify ds (and ds.file_meta) in place; returns what was done, without values."""
+@cache
+def _cleaners(
+    key: SecretKey, shift: timedelta, found: Identifiers
+) -> tuple[TextCleaner, PrivateCleaner]:
+    # Compiled once per session: every file of a session shares its identifiers.
+    return TextCleaner(found.all()), PrivateCleaner(key, shift, found)
+
+
+def pseudonymise(ds: Dataset, ctx: Context, known: Identifiers | None = None) -> Audit:
+    """De-identify ds (and ds.file_meta) in place; returns what was done, without values.
+
+    `known`: the session's identifiers collected once beforehand, instead of from this file.
+    """
     audit = Audit()
     o = ctx.options
     band = None
@@ -690,8 +701,8 @@ def pseudonymise(ds: Dataset, ctx: Context) -> Audit:
         if age is not None:
             band = age_band(age, o.age_band_width, o.age_band_top, o.age_band_bottom)
             audit.age_band = band[0]
-    found = collect_identifiers(ds, ctx)
-    clean, clean_private = TextCleaner(found.all()), PrivateCleaner(ctx.key, ctx.shift, found)
+    found = known if known is not None else collect_identifiers(ds, ctx)
+    clean, clean_private = _cleaners(ctx.key, ctx.shift, found)
     _Walker(ctx, audit, clean, clean_private, band).walk(ds, top=True)
     if band is not None and "PatientAge" not in ds:  # known only from the birth date
         ds.PatientAge = f"{band[1]:03d}Y"

@@ -66,8 +66,11 @@ class Watchlist:
     ids: set[str] = field(default_factory=set)
     dates: set[str] = field(default_factory=set)
     texts: set[str] = field(default_factory=set)
-    # Clear values, in memory only, for the text cleaner that must find them in any spelling.
+    # Clear values, in memory only, for the text cleaners that must find them in any spelling.
     raw: set[str] = field(default_factory=set)
+    raw_names: set[str] = field(default_factory=set)
+    raw_ids: set[str] = field(default_factory=set)
+    raw_texts: set[str] = field(default_factory=set)
 
     def raw_values(self) -> frozenset[str]:
         return frozenset(self.raw)
@@ -83,12 +86,14 @@ class Watchlist:
 
     def add_name(self, value: str) -> None:
         self.raw.add(value)
+        self.raw_names.add(value)
         parts = tuple(t for t in tokens(value) if len(t) >= 2)
         if parts and parts not in self.names:
             self.names.append(parts)
 
     def add_id(self, value: str) -> None:
         self.raw.add(value)
+        self.raw_ids.add(value)
         norm = alnum(value)
         if len(norm) >= 2:
             self.ids.add(norm)
@@ -100,6 +105,7 @@ class Watchlist:
 
     def add_text(self, value: str) -> None:
         self.raw.add(value)
+        self.raw_texts.add(value)
         norm = " ".join(tokens(value))
         if len(norm) >= MIN_SUBSTRING:
             self.texts.add(norm)
@@ -116,6 +122,9 @@ class Watchlist:
         self.dates |= other.dates
         self.texts |= other.texts
         self.raw |= other.raw
+        self.raw_names |= other.raw_names
+        self.raw_ids |= other.raw_ids
+        self.raw_texts |= other.raw_texts
 
 
 def _values(ds: Dataset, keyword: str) -> Iterator[str]:

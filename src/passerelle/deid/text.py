@@ -29,6 +29,8 @@ _LIGATURES = str.maketrans(
 
 def strip_accents(text: str) -> str:
     """Accents and ligatures to plain letters, case kept ("Châtelain" → "Chatelain")."""
+    if text.isascii():
+        return text
     decomposed = unicodedata.normalize("NFKD", text.translate(_LIGATURES))
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
