@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import re
-import struct
 import subprocess
 import sys
 from datetime import datetime
@@ -14,17 +12,11 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from passerelle.deid.text import fold
-
 from .helpers import REPO, read_tsv, run_workflow, work
 from .identities import PATIENTS, build, study_datetimes
+from .leaks import date_forms, fold, grep, leaks
 
 pytestmark = pytest.mark.slow
-
-
-def _date_forms(yyyymmdd: str) -> list[str]:
-    y, m, d = yyyymmdd[:4], yyyymmdd[4:6], yyyymmdd[6:]
-    return [yyyymmdd, f"{y}-{m}-{d}", f"{d}/{m}/{y}", f"{d}.{m}.{y}"]
 
 
 def _needles(planted: dict[str, list[str]]) -> list[str]:
@@ -36,37 +28,8 @@ def _needles(planted: dict[str, list[str]]) -> list[str]:
     for p in PATIENTS:
         out |= {fold(f"{p.given} {p.family}"), fold(p.caret), fold(f"{p.family} {p.given}")}
     for d in planted["dates"]:
-        out |= set(_date_forms(d))
+        out |= set(date_forms(d))
     return sorted(out)
-
-
-def _without_pixels(path: Path) -> bytes:
-    """Image payloads are pixels, screened by OCR, not text: random bytes spell short words."""
-    raw = path.read_bytes()
-    if path.name.endswith(".nii.gz"):
-        raw = gzip.decompress(raw)
-    if path.name.endswith((".nii", ".nii.gz")):
-        return raw[: int(struct.unpack("<f", raw[108:112])[0])]  # header up to vox_offset
-    if raw[128:132] == b"DICM" and (cut := raw.rfind(b"\xe0\x7f\x10\x00")) > 0:
-        return raw[:cut]
-    return raw
-
-
-def _grep(root: Path, needles: list[str]) -> list[str]:
-    """An independent check, sharing no code with the gate: raw bytes, folded text, each
-    value as a whole word ('petit' must not match inside 'repetition')."""
-    patterns = {n: re.compile(rf"(?<![a-z0-9]){re.escape(n)}(?![a-z0-9])") for n in needles}
-    found = []
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root).as_posix()
-        texts = [fold(rel)]
-        if path.is_file():
-            raw = _without_pixels(path)
-            texts += [fold(raw.decode("utf-8", "replace")), fold(raw.decode("latin-1"))]
-        for needle, pattern in patterns.items():
-            if any(pattern.search(t) for t in texts):
-                found.append(f"{rel}: {needle}")
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -81,14 +44,9 @@ def test_no_planted_identity_anywhere_in_the_output(planted_run) -> None:
     base, planted, proc = planted_run
     needles = _needles(planted)
     assert len(needles) > 40
-    assert _grep(base / "out", needles) == []
-    assert _grep(work(base / "out") / "logs", needles) == []
-    logs = fold(proc.stdout + proc.stderr)
-    assert [
-        n for n in needles if re.search(rf"(?<![a-z0-9]){re.escape(n)}(?![a-z0-9])", logs)
-    ] == []
+    assert leaks(base / "out", work(base / "out"), proc.stdout + proc.stderr, needles) == []
     # The planted values are really in the inbox: the grep would have seen them.
-    assert len(_grep(base / "inbox", needles)) > 10
+    assert len(grep(base / "inbox", needles)) > 10
 
 
 def test_sessions_pass_the_gate_and_convert(planted_run) -> None:

@@ -11,7 +11,6 @@ import io
 import warnings
 import zlib
 from dataclasses import dataclass, field
-from datetime import date
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -22,6 +21,7 @@ from pydicom.filereader import read_partial
 from pydicom.tag import BaseTag
 
 from passerelle.deid.apply import clean_text
+from passerelle.deid.dates import age_years
 from passerelle.deid.gate import collect
 from passerelle.dicom.classify import object_class
 from passerelle.keys import SecretKey
@@ -131,17 +131,10 @@ def read_identifying_part(path: Path) -> Dataset:
 
 
 def _age_years(ds: Dataset) -> int | None:
-    age = str(ds.get("PatientAge", "") or "").strip().upper()
-    if len(age) == 4 and age[:3].isdigit():
-        n, unit = int(age[:3]), age[3]
-        return {"Y": n, "M": n // 12, "W": n // 52, "D": n // 365}.get(unit)
-    birth, when = str(ds.get("PatientBirthDate", "") or ""), str(ds.get("StudyDate", "") or "")
-    try:
-        b = date(int(birth[:4]), int(birth[4:6]), int(birth[6:8]))
-        s = date(int(when[:4]), int(when[4:6]), int(when[6:8]))
-    except ValueError:
-        return None
-    return s.year - b.year - ((s.month, s.day) < (b.month, b.day))
+    def text(keyword: str) -> str:
+        return str(ds.get(keyword, "") or "")
+
+    return age_years(text("PatientAge"), text("PatientBirthDate"), text("StudyDate"))
 
 
 def _enhanced_echo_time(ds: Dataset) -> float | None:
