@@ -9,7 +9,6 @@ from passerelle.keys import load_key, resolve_key_path
 from passerelle.plan import prepare
 from passerelle.runtime import prepare_job_environment
 
-
 prepare_job_environment()
 CONFIG_SOURCE = (
     ", ".join(str(p) for p in workflow.overwrite_configfiles) or "config/config.yaml"
