@@ -25,6 +25,8 @@ demo-inbox: $(STAMP)
 
 run: $(STAMP) $(KEY) demo-inbox
 	$(BIN)/snakemake --cores $(CORES)
+	@echo "BIDS dataset: $(DEMO)/output/bids"
+	@echo "run report:   $(DEMO)/output/reports/run_report.html"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
