@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import pydicom
+from pydicom.charset import default_encoding
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.filereader import read_partial
+from pydicom.filereader import read_partial, read_sequence_item
 from pydicom.tag import BaseTag
 
 from passerelle.deid.apply import clean_text
@@ -104,6 +105,52 @@ def _open(path: Path) -> tuple[BinaryIO, int]:
     return path.open("rb"), path.stat().st_size
 
 
+_PER_FRAME = 0x52009230
+_PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"
+_SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+
+
+def _at_per_frame_groups(tag: BaseTag, vr: str | None, length: int) -> bool:
+    return int(tag) == _PER_FRAME
+
+
+def _read_enhanced_quickly(fh: BinaryIO, size: int) -> Dataset | None:
+    """Enhanced multi-frame: read up to the per-frame groups (thousands of items the index
+    never needs) and prove from the end of the file that whole pixel data follow.
+
+    None whenever that cannot be proven; the caller then reads the whole header.
+    """
+    ds = read_partial(fh, stop_when=_at_per_frame_groups, defer_size=1024)
+    position = fh.tell()
+    syntax = getattr(ds.get("file_meta"), "TransferSyntaxUID", None)
+    if position >= size or syntax is None or syntax.is_implicit_VR or not syntax.is_little_endian:
+        return None
+    if "EchoTime" not in ds and _enhanced_echo_time(ds) is None:
+        # The echo time lives in the per-frame groups: read their first item only.
+        fh.seek(position)
+        if fh.read(8)[4:6] != b"SQ":
+            return None
+        fh.seek(position + 12)
+        first = read_sequence_item(fh, False, True, default_encoding)  # numbers only
+        echo = first.get("MREchoSequence") if first is not None else None
+        if echo and "EffectiveEchoTime" in echo[0]:
+            ds.EchoTime = float(echo[0].EffectiveEchoTime)
+    if syntax.is_encapsulated:
+        fh.seek(size - len(_SEQUENCE_DELIMITER))
+        return ds if fh.read(len(_SEQUENCE_DELIMITER)) == _SEQUENCE_DELIMITER else None
+    try:
+        frames = int(ds.get("NumberOfFrames") or 1)
+        samples = int(ds.get("SamplesPerPixel") or 1)
+        expected = int(ds.Rows) * int(ds.Columns) * frames * samples * int(ds.BitsAllocated) // 8
+    except (AttributeError, TypeError, ValueError):
+        return None
+    start = size - (expected + expected % 2) - 12  # explicit VR OB/OW header is 12 bytes
+    if start < position:
+        return None
+    fh.seek(start)
+    return ds if fh.read(4) == _PIXEL_DATA_TAG else None
+
+
 def read_dataset(path: Path, headers_only: bool = False) -> Dataset:
     """A whole DICOM file, plain or gzipped (told by its magic bytes, not its name).
 
@@ -119,7 +166,7 @@ def read_dataset(path: Path, headers_only: bool = False) -> Dataset:
 
 
 def _before_frames(tag: BaseTag, vr: str | None, length: int) -> bool:
-    return int(tag) == 0x52009230 or int(tag) >= 0x7FE00008
+    return int(tag) == _PER_FRAME or int(tag) >= 0x7FE00008
 
 
 def read_identifying_part(path: Path) -> Dataset:
@@ -184,12 +231,19 @@ def read_header(path: Path, key: SecretKey) -> Header | Unusable:
         with fh, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                ds = pydicom.dcmread(fh, defer_size=1024)
+                ds = _read_enhanced_quickly(fh, size)
             except InvalidDicomError:
+                ds = None
+            pixels_checked = ds is not None
+            if ds is None:
                 fh.seek(0)
-                ds = pydicom.dcmread(fh, defer_size=1024, force=True)
-                if "SOPClassUID" not in ds:
-                    return Unusable("not DICOM: no DICOM preamble or SOP Class")
+                try:
+                    ds = pydicom.dcmread(fh, defer_size=1024)
+                except InvalidDicomError:
+                    fh.seek(0)
+                    ds = pydicom.dcmread(fh, defer_size=1024, force=True)
+                    if "SOPClassUID" not in ds:
+                        return Unusable("not DICOM: no DICOM preamble or SOP Class")
     except Exception as exc:  # pydicom raises many types on corrupt headers
         return Unusable(f"unreadable: corrupt or truncated header ({type(exc).__name__})")
     if any(EOF_BEFORE_DELIMITER in str(w.message) for w in caught):
@@ -228,7 +282,7 @@ def read_header(path: Path, key: SecretKey) -> Header | Unusable:
         attrs["ObjectClass"] = cls
         attrs["SOPClassUID"] = str(sop_class)
         attrs["Age"] = _age_years(ds)
-        if cls == "image" and (problem := _pixel_problem(ds, size)):
+        if cls == "image" and not pixels_checked and (problem := _pixel_problem(ds, size)):
             return Unusable(problem)
     except Exception as exc:
         return Unusable(f"unreadable: corrupt attribute ({type(exc).__name__})")
