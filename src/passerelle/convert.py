@@ -153,8 +153,9 @@ def _convert_series(
         return SeriesResult(number, series["action"], series["reason"], files)
     # Only files the pseudonymise step let through are converted, never a source file.
     usable = [rel for rel in files if pseudo["files"].get(rel, {}).get("state") is None]
-    if not usable:
-        return SeriesResult(number, series["action"], series["reason"], files)
+    if not usable:  # each file keeps the reason the pseudonymise step gave it
+        reason = "every file was set aside before conversion"
+        return SeriesResult(number, QUARANTINED, reason, files)
     inputs = [pseudo_dir / pseudo["files"][rel]["pseudo"] for rel in usable]
     target = series["target"]
     with tempfile.TemporaryDirectory(prefix="passerelle-") as tmp:

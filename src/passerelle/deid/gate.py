@@ -67,13 +67,12 @@ class Watchlist:
     dates: set[str] = field(default_factory=set)
     texts: set[str] = field(default_factory=set)
     # Clear values, in memory only, for the text cleaners that must find them in any spelling.
-    raw: set[str] = field(default_factory=set)
     raw_names: set[str] = field(default_factory=set)
     raw_ids: set[str] = field(default_factory=set)
     raw_texts: set[str] = field(default_factory=set)
 
     def raw_values(self) -> frozenset[str]:
-        return frozenset(self.raw)
+        return frozenset(self.raw_names | self.raw_ids | self.raw_texts)
 
     def __repr__(self) -> str:  # never print what is watched for
         return (
@@ -85,14 +84,12 @@ class Watchlist:
         return bool(self.names or self.ids or self.dates or self.texts)
 
     def add_name(self, value: str) -> None:
-        self.raw.add(value)
         self.raw_names.add(value)
         parts = tuple(t for t in tokens(value) if len(t) >= 2)
         if parts and parts not in self.names:
             self.names.append(parts)
 
     def add_id(self, value: str) -> None:
-        self.raw.add(value)
         self.raw_ids.add(value)
         norm = alnum(value)
         if len(norm) >= 2:
@@ -104,7 +101,6 @@ class Watchlist:
             self.dates.add(digits)
 
     def add_text(self, value: str) -> None:
-        self.raw.add(value)
         self.raw_texts.add(value)
         norm = " ".join(tokens(value))
         if len(norm) >= MIN_SUBSTRING:
@@ -121,7 +117,6 @@ class Watchlist:
         self.ids |= other.ids
         self.dates |= other.dates
         self.texts |= other.texts
-        self.raw |= other.raw
         self.raw_names |= other.raw_names
         self.raw_ids |= other.raw_ids
         self.raw_texts |= other.raw_texts
