@@ -27,6 +27,7 @@ run: $(STAMP) $(KEY) demo-inbox
 	$(BIN)/snakemake --cores $(CORES)
 	@echo "BIDS dataset: $(DEMO)/output/bids"
 	@echo "run report:   $(DEMO)/output/reports/run_report.html"
+	@echo "archive:      $(DEMO)/archive"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

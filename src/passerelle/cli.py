@@ -103,7 +103,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from passerelle.finalize import close_run, pending_sessions
+    from passerelle.finalize import pending_sessions
     from passerelle.report import write_run_report
     from passerelle.rungate import check_shared, log_files, run_watchlist
 
@@ -113,11 +113,48 @@ def cmd_report(args: argparse.Namespace) -> int:
     write_run_report(settings, summary, validation)
     watch = run_watchlist(settings, pending_sessions(settings, args.run_id))
     check_shared(settings, [settings.reports_dir / "run_report.html", *log_files(settings)], watch)
-    close_run(settings, args.run_id)
-    Path(args.done).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.done).write_text(summary["run_id"] + "\n")
+    Path(args.reported).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.reported).write_text(summary["run_id"] + "\n")
     print(f"BIDS dataset: {settings.bids_dir}")
     print(f"run report:   {settings.reports_dir / 'run_report.html'}")
+    return 0
+
+
+def cmd_archive(args: argparse.Namespace) -> int:
+    """The workflow's last step: save the run as an archive version, then close the run."""
+    from passerelle.finalize import close_run, pending_sessions
+
+    settings = _settings(args)
+    tag = None
+    if settings.archive is not None:
+        from passerelle.archive.runstep import archive_run
+
+        tag = archive_run(
+            settings, args.run_id, pending_sessions(settings, args.run_id), sys.stdout
+        )
+        print(f"archive:      {settings.archive}" + (f" (version {tag})" if tag else ""))
+    # Only now are the run's sessions done: a run killed before this point is re-run whole.
+    close_run(settings, args.run_id)
+    Path(args.done).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.done).write_text(f"{args.run_id}\t{tag or '-'}\n")
+    return 0
+
+
+def _archive_path(args: argparse.Namespace) -> Path:
+    if getattr(args, "archive", None):
+        return Path(args.archive)
+    settings = _settings(args)
+    if settings.archive is None:
+        raise PasserelleError(f"{args.config}: key archive: no archive is configured")
+    return settings.archive
+
+
+def cmd_recover(args: argparse.Namespace) -> int:
+    from passerelle.archive.lock import archive_lock, recover
+
+    archive = _archive_path(args)
+    with archive_lock(archive, wait=args.wait):
+        print(f"passerelle: {recover(archive)}")
     return 0
 
 
@@ -190,8 +227,22 @@ def build_parser() -> argparse.ArgumentParser:
     s = with_config(sub.add_parser("report", help="write the run report and close the run"))
     s.add_argument("--run-id", required=True)
     s.add_argument("--validation")
-    s.add_argument("--done", required=True)
+    s.add_argument("--reported", required=True, help="marker written once the report is out")
     s.set_defaults(func=cmd_report)
+
+    s = with_config(
+        sub.add_parser("archive", help="save the run as one archive version and close the run")
+    )
+    s.add_argument("--run-id", required=True)
+    s.add_argument("--done", required=True)
+    s.set_defaults(func=cmd_archive)
+
+    s = with_config(
+        sub.add_parser("recover", help="roll an interrupted archive save back to its last version")
+    )
+    s.add_argument("--archive", help="the archive (default: the configured one)")
+    s.add_argument("--wait", type=float, default=0, help="seconds to wait for a running writer")
+    s.set_defaults(func=cmd_recover)
 
     s = with_config(
         sub.add_parser("pseudonym", help="the pseudonym of a source PatientID or StudyInstanceUID")

@@ -115,6 +115,7 @@ class Settings:
     bids_map: dict[str, Any]
     deid_path: Path
     deid: dict[str, Any]
+    archive: Path | None = None
 
     @property
     def bids_dir(self) -> Path:
@@ -127,6 +128,21 @@ class Settings:
     @property
     def convert(self) -> dict[str, Any]:
         return self.raw["convert"]
+
+    @property
+    def archiving(self) -> dict[str, Any]:
+        return self.raw["archiving"]
+
+
+def _check_archive(archive: Path, others: dict[str, Path], source: str) -> None:
+    """The archive is shared with research: never inside the clinical side, nor the reverse."""
+    for name, path in others.items():
+        a, b = archive.resolve(), path.resolve()
+        if a == b or b in a.parents or a in b.parents:
+            raise ConfigError(
+                f"{source}: key archive: {archive} overlaps the {name} folder {path}; "
+                "give the archive a folder of its own"
+            )
 
 
 def settings_from(raw: dict[str, Any], source: str, base: Path) -> Settings:
@@ -162,6 +178,12 @@ def settings_from(raw: dict[str, Any], source: str, base: Path) -> Settings:
     inbox = resolve(data["inbox"])
     if not inbox.is_dir():
         raise ConfigError(f"{source}: key inbox: folder {inbox} does not exist")
+    archive = resolve(data["archive"]) if data.get("archive") else None
+    if archive is not None:
+        from passerelle.archive.records import check_tag_scheme
+
+        _check_archive(archive, {"inbox": inbox, "output": output, "work": work}, source)
+        check_tag_scheme(data["archiving"]["tag"], source)
     return Settings(
         raw=data,
         inbox=inbox,
@@ -172,6 +194,7 @@ def settings_from(raw: dict[str, Any], source: str, base: Path) -> Settings:
         bids_map=bids_map,
         deid_path=deid_path,
         deid=deid,
+        archive=archive,
     )
 
 

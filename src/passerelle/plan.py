@@ -250,9 +250,16 @@ def prepare(settings: Settings, key: SecretKey, workers: int = 2) -> Plan:
         counts = defaultdict(int)
         for _, st, *_ in rows:
             counts[st] += 1
-        if not pending and state.meta("dataset_digest") == dataset_digest:
+        # A configured archive that does not exist yet gets the published dataset in one run.
+        archive_missing = (
+            settings.archive is not None
+            and not (settings.archive / ".datalad" / "config").is_file()
+        )
+        if not pending and state.meta("dataset_digest") == dataset_digest and not archive_missing:
             return Plan(None, [], dict(counts), n_read)
-        run_id = hashlib.sha256(canonical_json([pending, dataset_digest]).encode()).hexdigest()[:16]
+        run_id = hashlib.sha256(
+            canonical_json([pending, dataset_digest, archive_missing]).encode()
+        ).hexdigest()[:16]
         state.set_meta(f"run:{run_id}:dataset_digest", dataset_digest)
         state.set_meta(f"run:{run_id}:pending", json.dumps(pending))
         return Plan(run_id, [(a, b) for a, b, _ in pending], dict(counts), n_read)

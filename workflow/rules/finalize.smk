@@ -1,4 +1,4 @@
-# Dataset-level steps, once per run: publish, validate, report and close the run.
+# Dataset-level steps, once per run: publish, validate, report (archive.smk closes the run).
 
 
 localrules:
@@ -42,11 +42,11 @@ rule report:
         validation=WORK / "runs" / "{run}.validation.json",
         config=EFFECTIVE,
     output:
-        WORK / "runs" / "{run}.done",
+        WORK / "runs" / "{run}.reported",
     log:
         WORK / "logs" / "report" / "{run}.log",
     conda:
         "../../envs/passerelle.yaml"
     shell:
         "python -m passerelle report --config {input.config} --run-id {wildcards.run}"
-        " --validation {input.validation} --done {output} > {log} 2>&1 && cat {log}"
+        " --validation {input.validation} --reported {output} > {log} 2>&1 && cat {log}"

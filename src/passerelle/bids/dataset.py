@@ -48,11 +48,7 @@ def write_dataset_files(
         "names and identifiers are removed and every date is shifted by a keyed per-subject "
         "offset that keeps intervals.\n",
     )
-    write_text(
-        bids / "CHANGES",
-        f"{__version__}\n  - {len(sessions)} sessions of {len(subjects)} subjects converted "
-        "from DICOM by passerelle.\n",
-    )
+    # CHANGES belongs to the archive, which adds one entry per version (archive/records.py).
     write_tsv(
         bids / "participants.tsv",
         ["participant_id", "sex", "age_band"],
