@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import sys
 from pathlib import Path
@@ -11,9 +12,20 @@ from passerelle.errors import PasserelleError
 
 
 def _settings(args: argparse.Namespace):  # noqa: ANN202
+    import yaml
+
     from passerelle.config import load_settings
 
-    overrides = dict(kv.split("=", 1) for kv in args.set or [])
+    # KEY=VALUE, VALUE read as YAML; a dotted KEY sets a nested key (archiving.lock_wait=0).
+    overrides: dict = {}
+    for kv in args.set or []:
+        key, _, value = kv.partition("=")
+        *parents, last = key.split(".")
+        node = overrides
+        for part in parents:
+            node = node.setdefault(part, {})
+        parsed = yaml.safe_load(value) if value else None
+        node[last] = value if isinstance(parsed, datetime.date) else parsed
     return load_settings(Path(args.config), overrides)
 
 

@@ -202,5 +202,13 @@ def load_settings(path: Path, overrides: dict[str, Any] | None = None) -> Settin
     raw = load_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at top level")
-    raw.update(overrides or {})
+    _merge(raw, overrides or {})
     return settings_from(raw, str(path), Path.cwd())
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> None:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value

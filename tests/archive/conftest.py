@@ -1,0 +1,107 @@
+"""One real archive, built by the real workflow (Snakemake, dcm2niix, DataLad, git-annex).
+
+Three synthetic patients are made from real Siemens mosaics; the first run sees one, the
+second run the same inbox again, the third a second patient. Later tests read that history
+or work on copies of it (the archive after the first version is kept as a snapshot).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from passerelle.synth import build_synthetic_inbox
+from tests.workflow.helpers import run_workflow, work
+
+SOURCE = "ge_siemens_epi/In/20180918Si"
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def tags(archive: Path) -> list[str]:
+    return git(archive, "tag", "--list", "--sort=creatordate").split()
+
+
+def copy_archive(src: Path, dst: Path) -> Path:
+    subprocess.run(["cp", "-a", str(src), str(dst)], check=True)
+    return dst
+
+
+@dataclass
+class History:
+    base: Path
+    pool: Path
+    inbox: Path
+    output: Path
+    archive: Path
+    key_file: Path
+    snapshot_v1: Path  # the archive right after its first version
+    runs: list[subprocess.CompletedProcess[str]]
+
+    @property
+    def work(self) -> Path:
+        return work(self.output)
+
+    def patients(self) -> list[str]:
+        return sorted(p.name for p in self.pool.iterdir())
+
+    def add(self, patient: str) -> None:
+        os.symlink(self.pool / patient, self.inbox / patient)
+
+    def run(self, *extra: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return run_workflow(
+            self.inbox, self.output, self.key_file, f"archive={self.archive}", *extra, check=check
+        )
+
+
+@pytest.fixture(scope="session")
+def history(testdata: Path, key_file: Path, tmp_path_factory: pytest.TempPathFactory) -> History:
+    base = tmp_path_factory.mktemp("archive")
+    pool = base / "pool"
+    build_synthetic_inbox([testdata / SOURCE], pool, patients=3, studies=1, seed=5)
+    (base / "inbox").mkdir()
+    h = History(base, pool, base / "inbox", base / "out", base / "archive", key_file,
+                base / "snapshot-v1", [])  # fmt: skip
+    first = h.patients()[0]
+    h.add(first)
+    h.runs.append(h.run())
+    copy_archive(h.archive, h.snapshot_v1)
+    h.runs.append(h.run())  # nothing new
+    h.add(h.patients()[1])
+    h.runs.append(h.run())
+    return h
+
+
+@pytest.fixture
+def fresh_copy(history: History, tmp_path: Path):
+    """A private copy of the archive at its first version, for tests that break things."""
+
+    def make(name: str = "copy") -> Path:
+        return copy_archive(history.snapshot_v1, tmp_path / name)
+
+    return make
+
+
+def effective_config(history: History) -> Path:
+    return history.work / "config.effective.json"
+
+
+def last_run_id(history: History) -> str:
+    done = sorted((history.work / "runs").glob("*.done"), key=lambda p: p.stat().st_mtime)
+    return done[-1].name.removesuffix(".done")
+
+
+def rmtree(path: Path) -> None:
+    for root, dirs, _ in os.walk(path):
+        for d in dirs:
+            os.chmod(os.path.join(root, d), 0o755)
+    shutil.rmtree(path)
