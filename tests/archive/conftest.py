@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,9 +22,13 @@ from tests.workflow.helpers import run_workflow, work
 SOURCE = "ge_siemens_epi/In/20180918Si"
 
 
+# git-annex comes from the wheel beside this python, as in every passerelle process.
+ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+
 def git(repo: Path, *args: str) -> str:
     return subprocess.run(
-        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True, env=ENV
     ).stdout
 
 

@@ -22,12 +22,13 @@ DERIVATIVES = "derivatives"
 SOURCEDATA = "sourcedata/dicom"
 # Small text stays in git; imaging and anything large is annexed. SHA256E keys carry the
 # sha256 of the content, so the checksums taken while staging are checked against them.
+_TEXT = ("*.json", "*.jsonl", "*.tsv", "*.txt", "*.md", "*.bval", "*.bvec", "*.html", "*.yaml",
+         "README*", "CHANGES*", "LICENSE*", ".bidsignore")  # fmt: skip
+# .gitattributes values cannot hold spaces: the expression is built from parentheses only.
+LARGEFILES = "(largerthan=2mb)or(not(" + "or".join(f"(include={g})" for g in _TEXT) + "))"
 GITATTRIBUTES = (
     "* annex.backend=SHA256E\n"
-    "* annex.largefiles=(not(include=*.json or include=*.jsonl or include=*.tsv "
-    "or include=*.txt or include=*.md or include=*.bval or include=*.bvec or include=*.html "
-    "or include=*.yaml or include=README* or include=CHANGES* or include=LICENSE* "
-    "or include=.bidsignore))or(largerthan=2mb)\n"
+    f"* annex.largefiles={LARGEFILES}\n"
     "**/.git* annex.largefiles=nothing\n"
     f"{META}/** annex.largefiles=nothing\n"
 )
