@@ -170,6 +170,43 @@ def cmd_recover(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_query(args: argparse.Namespace) -> int:
+    import time
+
+    from passerelle.archive import query
+
+    start = time.perf_counter()
+    con = query.connect(_archive_path(args))
+    try:
+        if args.sql:
+            header, rows = query.run_sql(con, args.sql)
+            result: dict = {"columns": header, "rows": [list(r) for r in rows]}
+        else:
+            header, rows = query.sessions(
+                con, args.subject, args.datatype, args.derivative, args.since
+            )
+            result = {"sessions": [dict(zip(header, r, strict=True)) for r in rows],
+                      "totals": query.totals(con)}  # fmt: skip
+    finally:
+        con.close()
+    took = time.perf_counter() - start
+    if args.json:
+        print(json.dumps(result, sort_keys=True, default=str, indent=2))
+    else:
+        print(query.table(header, rows))
+        if "totals" in result:
+            t = result["totals"]
+            print(f"\n{len(rows)} session(s) listed; archive: {t['sessions']} sessions of "
+                  f"{t['subjects']} subjects, {len(t['versions'])} version(s)")  # fmt: skip
+            for name, v in t["datatypes"].items():
+                print(f"  {name}: {v['sessions']} sessions, {v['files']} files")
+            for name, v in t["derivatives"].items():
+                print(f"  derivatives/{name}: {v['sessions']} sessions, by {v['generated_by']}, "
+                      f"since {v['since']}")  # fmt: skip
+    print(f"query took {took * 1000:.0f} ms", file=sys.stderr)
+    return 0
+
+
 def cmd_pseudonym(args: argparse.Namespace) -> int:
     """Recompute pseudonyms from the key: there is no mapping table to look up or to leak."""
     from passerelle.deid.uids import keyed_uid
@@ -255,6 +292,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--archive", help="the archive (default: the configured one)")
     s.add_argument("--wait", type=float, default=0, help="seconds to wait for a running writer")
     s.set_defaults(func=cmd_recover)
+
+    s = with_config(
+        sub.add_parser("query", help="which sessions have which data, since when, made by what")
+    )
+    s.add_argument("--archive", help="the archive (default: the configured one)")
+    s.add_argument("--subject", help="one subject (label, with or without sub-)")
+    s.add_argument("--datatype", help="sessions having this raw datatype (anat, func...)")
+    s.add_argument("--derivative", help="sessions having this derivatives dataset")
+    s.add_argument("--since", metavar="VERSION", help="sessions archived in this version or later")
+    s.add_argument("--sql", help="free SQL over the tables files, ledger, versions, datasets, "
+                   "contributions and the views sessions, derivatives")  # fmt: skip
+    s.add_argument("--json", action="store_true", help="JSON instead of a table")
+    s.set_defaults(func=cmd_query)
 
     s = with_config(
         sub.add_parser("pseudonym", help="the pseudonym of a source PatientID or StudyInstanceUID")
