@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import sys
@@ -170,6 +171,28 @@ def cmd_recover(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reintegrate(args: argparse.Namespace) -> int:
+    from passerelle.archive.submission import reintegrate
+
+    settings = _settings(args)
+    if args.archive:
+        settings = dataclasses.replace(settings, archive=Path(args.archive))
+    if settings.archive is None:
+        raise PasserelleError(f"{args.config}: key archive: no archive is configured")
+    sub, tag = reintegrate(settings, Path(args.dir), args.name, sys.stdout)
+    if sub.problems:
+        for line in sub.problems:
+            print(f"rejected: {line}")
+        raise PasserelleError(
+            f"submission rejected: {len(sub.problems)} problem(s), nothing archived"
+        )
+    print(
+        f"accepted: {len(sub.files)} file(s) on {len(sub.sessions)} session(s); "
+        f"archive version {tag}"
+    )
+    return 0
+
+
 def cmd_query(args: argparse.Namespace) -> int:
     import time
 
@@ -185,8 +208,10 @@ def cmd_query(args: argparse.Namespace) -> int:
             header, rows = query.sessions(
                 con, args.subject, args.datatype, args.derivative, args.since
             )
-            result = {"sessions": [dict(zip(header, r, strict=True)) for r in rows],
-                      "totals": query.totals(con)}  # fmt: skip
+            result = {
+                "sessions": [dict(zip(header, r, strict=True)) for r in rows],
+                "totals": query.totals(con),
+            }
     finally:
         con.close()
     took = time.perf_counter() - start
@@ -196,13 +221,17 @@ def cmd_query(args: argparse.Namespace) -> int:
         print(query.table(header, rows))
         if "totals" in result:
             t = result["totals"]
-            print(f"\n{len(rows)} session(s) listed; archive: {t['sessions']} sessions of "
-                  f"{t['subjects']} subjects, {len(t['versions'])} version(s)")  # fmt: skip
+            print(
+                f"\n{len(rows)} session(s) listed; archive: {t['sessions']} sessions of "
+                f"{t['subjects']} subjects, {len(t['versions'])} version(s)"
+            )
             for name, v in t["datatypes"].items():
                 print(f"  {name}: {v['sessions']} sessions, {v['files']} files")
             for name, v in t["derivatives"].items():
-                print(f"  derivatives/{name}: {v['sessions']} sessions, by {v['generated_by']}, "
-                      f"since {v['since']}")  # fmt: skip
+                print(
+                    f"  derivatives/{name}: {v['sessions']} sessions, by {v['generated_by']}, "
+                    f"since {v['since']}"
+                )
     print(f"query took {took * 1000:.0f} ms", file=sys.stderr)
     return 0
 
@@ -294,6 +323,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_recover)
 
     s = with_config(
+        sub.add_parser("reintegrate", help="check outside derivatives and archive them")
+    )
+    s.add_argument("dir", help="a BIDS derivatives folder with producers.json")
+    s.add_argument("--name", help="derivatives/<name> in the archive (default: from its Name)")
+    s.add_argument("--archive", help="the archive (default: the configured one)")
+    s.set_defaults(func=cmd_reintegrate)
+
+    s = with_config(
         sub.add_parser("query", help="which sessions have which data, since when, made by what")
     )
     s.add_argument("--archive", help="the archive (default: the configured one)")
@@ -301,8 +338,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--datatype", help="sessions having this raw datatype (anat, func...)")
     s.add_argument("--derivative", help="sessions having this derivatives dataset")
     s.add_argument("--since", metavar="VERSION", help="sessions archived in this version or later")
-    s.add_argument("--sql", help="free SQL over the tables files, ledger, versions, datasets, "
-                   "contributions and the views sessions, derivatives")  # fmt: skip
+    s.add_argument(
+        "--sql",
+        help="free SQL over the tables files, ledger, versions, datasets, "
+        "contributions and the views sessions, derivatives",
+    )
     s.add_argument("--json", action="store_true", help="JSON instead of a table")
     s.set_defaults(func=cmd_query)
 

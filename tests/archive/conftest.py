@@ -74,8 +74,16 @@ def history(testdata: Path, key_file: Path, tmp_path_factory: pytest.TempPathFac
     pool = base / "pool"
     build_synthetic_inbox([testdata / SOURCE], pool, patients=3, studies=1, seed=5)
     (base / "inbox").mkdir()
-    h = History(base, pool, base / "inbox", base / "out", base / "archive", key_file,
-                base / "snapshot-v1", [])  # fmt: skip
+    h = History(
+        base,
+        pool,
+        base / "inbox",
+        base / "out",
+        base / "archive",
+        key_file,
+        base / "snapshot-v1",
+        [],
+    )
     first = h.patients()[0]
     h.add(first)
     h.runs.append(h.run())
@@ -110,3 +118,79 @@ def rmtree(path: Path) -> None:
         for d in dirs:
             os.chmod(os.path.join(root, d), 0o755)
     shutil.rmtree(path)
+
+
+def write_json(path: Path, obj: object) -> None:
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=1))
+
+
+def make_submission(archive: Path, dest: Path) -> Path:
+    """A lab's manual lesion masks and measurements for one archived session, done right."""
+    import nibabel as nib
+    import numpy as np
+
+    from passerelle.archive import ledger
+
+    row = sorted(
+        (r for r in ledger.load(archive).values() if r.dataset == "."), key=lambda r: r.key
+    )[0]
+    sub, ses = row.subject, row.session
+    raw = sorted((archive / f"sub-{sub}" / f"ses-{ses}").glob("*/*.nii.gz"))[0]
+    source = f"bids:raw:{raw.relative_to(archive).as_posix()}"
+    write_json(
+        dest / "dataset_description.json",
+        {
+            "Name": "Lab lesion masks",
+            "BIDSVersion": "1.10.0",
+            "DatasetType": "derivative",
+            "GeneratedBy": [
+                {
+                    "Name": "manual-lesion",
+                    "Version": "1.0",
+                    "Description": "manual lesion outlines drawn in ITK-SNAP",
+                }
+            ],
+            "License": "CC-BY-4.0",
+        },
+    )
+    write_json(
+        dest / "producers.json",
+        {
+            "people": [{"name": "Ada Lovelace", "institution": "Lab of imaging", "role": "rater"}],
+            "funding": ["Research agency grant 42"],
+            "retention_until": "2031-12-31",
+        },
+    )
+    anat = dest / f"sub-{sub}" / f"ses-{ses}" / "anat"
+    anat.mkdir(parents=True)
+    mask = anat / f"sub-{sub}_ses-{ses}_desc-lesion_mask.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), dtype=np.uint8), np.eye(4)), mask)
+    write_json(mask.with_name(mask.name.replace(".nii.gz", ".json")), {"Sources": [source]})
+    write_json(
+        anat / f"sub-{sub}_ses-{ses}_desc-lesion_measurements.json",
+        {"Sources": [source], "LesionVolume_mm3": 1234.5, "Rater": "rater-1"},
+    )
+    return dest
+
+
+@pytest.fixture(scope="session")
+def contributed(history: History, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The whole history's archive plus one accepted outside submission."""
+    from .steps import passerelle
+
+    base = tmp_path_factory.mktemp("contributed")
+    archive = copy_archive(history.archive, base / "archive")
+    submission = make_submission(archive, base / "submission")
+    proc = passerelle(
+        "reintegrate",
+        str(submission),
+        "--config",
+        str(effective_config(history)),
+        "--set",
+        f"archive={archive}",
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return archive

@@ -18,9 +18,12 @@ pytestmark = pytest.mark.slow
 def test_busy_archive_fails_clearly_without_waiting(history, fresh_copy, tmp_path):
     archive = fresh_copy()
     with archive_lock(archive):
-        proc = subprocess.run(archive_step(history, archive, tmp_path / "done",
-                                           "archiving.lock_wait=0"),
-                              capture_output=True, text=True, check=False)  # fmt: skip
+        proc = subprocess.run(
+            archive_step(history, archive, tmp_path / "done", "archiving.lock_wait=0"),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
     assert proc.returncode == 2
     (line,) = proc.stderr.strip().splitlines()
     assert "is busy: held by pid" in line and "not interleaving" in line

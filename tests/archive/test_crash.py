@@ -3,6 +3,7 @@ version (or at the finished new one), clean, and the next run completes the vers
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -26,10 +27,9 @@ def _kill_at(proc: subprocess.Popen[str], marker: str, delay: float) -> list[str
         seen.append(line)
         if marker in line:
             time.sleep(delay)
-            try:
+            # Already finished? Then the archive must hold the new version.
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass  # it had already finished: the archive must then hold the new version
             break
     proc.wait()
     return seen
@@ -57,13 +57,22 @@ def test_kill_then_recover(history, fresh_copy, tmp_path, marker, delay):
         assert "rolled back" in recovered.stdout or "nothing to recover" in recovered.stdout
     else:
         assert len(tags(archive)) == 2  # it had finished just before the kill
-    fsck = subprocess.run(["git", "-C", str(archive), "annex", "fsck", "--fast", "--quiet"],
-                          capture_output=True, text=True, check=False, env=ENV)  # fmt: skip
+    fsck = subprocess.run(
+        ["git", "-C", str(archive), "annex", "fsck", "--fast", "--quiet"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=ENV,
+    )
     assert fsck.returncode == 0, fsck.stdout + fsck.stderr
 
     # The next run makes the version, with the same content as the uninterrupted archive.
-    again = subprocess.run(archive_step(history, archive, tmp_path / "done"), capture_output=True,
-                           text=True, check=False)  # fmt: skip
+    again = subprocess.run(
+        archive_step(history, archive, tmp_path / "done"),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert again.returncode == 0, again.stdout + again.stderr
     assert len(tags(archive)) == 2
     assert _annexed_session_files(archive) == _annexed_session_files(history.archive)
@@ -74,8 +83,12 @@ def test_next_run_recovers_by_itself(history, fresh_copy, tmp_path):
     proc = start(archive_step(history, archive, tmp_path / "done"))
     _kill_at(proc, "moving", 0.0)
     assert (archive / ".git" / "passerelle" / "transaction.json").is_file()  # left unfinished
-    again = subprocess.run(archive_step(history, archive, tmp_path / "done"), capture_output=True,
-                           text=True, check=False)  # fmt: skip
+    again = subprocess.run(
+        archive_step(history, archive, tmp_path / "done"),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert again.returncode == 0, again.stdout + again.stderr
     assert "rolled back to the previous version" in again.stdout
     assert len(tags(archive)) == 2 and git(archive, "status", "--porcelain") == ""

@@ -43,8 +43,10 @@ def test_second_study_is_a_second_version_with_only_that_study(history):
     assert all(f"sub-{new_sub}/ses-{new_ses}/" in p for p in in_sessions), in_sessions
     record = json.loads((history.archive / ".passerelle" / "versions" / f"{v2}.json").read_text())
     assert record["sessions"] == {
-        "added": [f"sub-{new_sub}/ses-{new_ses}"], "updated": [], "removed": []
-    }  # fmt: skip
+        "added": [f"sub-{new_sub}/ses-{new_ses}"],
+        "updated": [],
+        "removed": [],
+    }
     message = git(history.archive, "log", "-1", "--format=%B", v2)
     assert "sessions added: 1" in message and f"config: {record['config']}" in message
     changes = (history.archive / "CHANGES").read_text()
@@ -66,8 +68,11 @@ def test_imaging_is_annexed_and_text_in_git(history):
     # Nothing private: no absolute path of this machine, nor the inbox's folder names.
     grep = subprocess.run(
         ["git", "-C", str(archive), "grep", "-I", "-l", "-e", str(history.base), "HEAD"],
-        capture_output=True, text=True, check=False, env=ENV,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=False,
+        env=ENV,
+    )
     assert grep.returncode == 1 and grep.stdout == "", grep.stdout
     annex_log = git(archive, "show", "git-annex:uuid.log")
     assert str(history.base) not in annex_log and "@" not in annex_log
@@ -83,7 +88,9 @@ def test_version_records_pipeline_config_and_command(history):
     assert config["bids_map"]["rules"]
     text = (archive / record["config_file"]).read_text()
     assert str(history.base) not in text
-    register = [json.loads(line) for line in (archive / ".passerelle" / "contributions.jsonl")
-                .read_text().splitlines()]  # fmt: skip
+    register = [
+        json.loads(line)
+        for line in (archive / ".passerelle" / "contributions.jsonl").read_text().splitlines()
+    ]
     assert [e["version"] for e in register] == tags(archive)
     assert register[-1]["on"] == record["sessions"]["added"]

@@ -22,8 +22,21 @@ DERIVATIVES = "derivatives"
 SOURCEDATA = "sourcedata/dicom"
 # Small text stays in git; imaging and anything large is annexed. SHA256E keys carry the
 # sha256 of the content, so the checksums taken while staging are checked against them.
-_TEXT = ("*.json", "*.jsonl", "*.tsv", "*.txt", "*.md", "*.bval", "*.bvec", "*.html", "*.yaml",
-         "README*", "CHANGES*", "LICENSE*", ".bidsignore")  # fmt: skip
+_TEXT = (
+    "*.json",
+    "*.jsonl",
+    "*.tsv",
+    "*.txt",
+    "*.md",
+    "*.bval",
+    "*.bvec",
+    "*.html",
+    "*.yaml",
+    "README*",
+    "CHANGES*",
+    "LICENSE*",
+    ".bidsignore",
+)
 # .gitattributes values cannot hold spaces: the expression is built from parentheses only.
 LARGEFILES = "(largerthan=2mb)or(not(" + "or".join(f"(include={g})" for g in _TEXT) + "))"
 GITATTRIBUTES = (

@@ -60,8 +60,13 @@ def _generated_by(archive: Path, tree: str) -> str:
 
 
 def _versions(archive: Path) -> list[tuple[int, str, str]]:
-    out = git(archive, "for-each-ref", "--sort=creatordate", "refs/tags",
-              "--format=%(refname:short)\t%(creatordate:iso-strict)")  # fmt: skip
+    out = git(
+        archive,
+        "for-each-ref",
+        "--sort=creatordate",
+        "refs/tags",
+        "--format=%(refname:short)\t%(creatordate:iso-strict)",
+    )
     return [(i, *line.split("\t")) for i, line in enumerate(out.splitlines(), start=1)]
 
 

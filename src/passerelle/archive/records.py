@@ -18,9 +18,15 @@ from passerelle.fsutil import canonical_json
 
 # Paths on the clinical side, the key, and patterns over inbox folder names never enter
 # the archive; the record keeps a placeholder so the shape of the configuration stays.
-PRIVATE_KEYS = {"inbox": "<inbox>", "output": "<output>", "work": "<work>",
-                "key_file": "<key file>", "archive": "<archive>", "bids_map": "<bids_map>",
-                "deid": "<deid>"}  # fmt: skip
+PRIVATE_KEYS = {
+    "inbox": "<inbox>",
+    "output": "<output>",
+    "work": "<work>",
+    "key_file": "<key file>",
+    "archive": "<archive>",
+    "bids_map": "<bids_map>",
+    "deid": "<deid>",
+}
 TAG_FIELDS = {"date", "seq"}
 
 

@@ -219,8 +219,7 @@ def archive_run(
             settings, archive, scope, removed, ledger.gone_subjects(rows)
         )
         if not change:
-            print("passerelle: archive already holds this run's outputs; no new version",
-                  file=out)  # fmt: skip
+            print("passerelle: archive already holds this run's outputs; no new version", file=out)
             return None
         now = datetime.now().astimezone()
         tag = records.next_tag(archive, settings.archiving["tag"], now)

@@ -155,7 +155,8 @@ def collect(ds: Dataset, watch: Watchlist | None = None) -> Watchlist:
     return watch
 
 
-def _dates_in(text: str) -> set[str]:
+def dates_in(text: str) -> set[str]:
+    """Every date written in one of the watched forms, as YYYYMMDD."""
     found = set()
     for pattern, (y, m, d) in _DATE_FORMS:
         for match in pattern.finditer(text):
@@ -182,7 +183,7 @@ def scan_text(text: str, watch: Watchlist) -> list[str]:
         if ident in tokset or (loose and ident in squashed):
             kinds.append("id")
             break
-    if watch.dates and _dates_in(text) & watch.dates:
+    if watch.dates and dates_in(text) & watch.dates:
         kinds.append("date")
     if watch.texts:
         spaced = " ".join(toks)
