@@ -174,11 +174,7 @@ def cmd_recover(args: argparse.Namespace) -> int:
 def cmd_reintegrate(args: argparse.Namespace) -> int:
     from passerelle.archive.submission import reintegrate
 
-    settings = _settings(args)
-    if args.archive:
-        settings = dataclasses.replace(settings, archive=Path(args.archive))
-    if settings.archive is None:
-        raise PasserelleError(f"{args.config}: key archive: no archive is configured")
+    settings = _with_archive(args)
     sub, tag = reintegrate(settings, Path(args.dir), args.name, sys.stdout)
     if sub.problems:
         for line in sub.problems:
@@ -190,6 +186,37 @@ def cmd_reintegrate(args: argparse.Namespace) -> int:
         f"accepted: {len(sub.files)} file(s) on {len(sub.sessions)} session(s); "
         f"archive version {tag}"
     )
+    return 0
+
+
+def _with_archive(args: argparse.Namespace):  # noqa: ANN202
+    settings = _settings(args)
+    if getattr(args, "archive", None):
+        settings = dataclasses.replace(settings, archive=Path(args.archive))
+    if settings.archive is None:
+        raise PasserelleError(f"{args.config}: key archive: no archive is configured")
+    return settings
+
+
+def cmd_retention(args: argparse.Namespace) -> int:
+    from passerelle.archive import retention
+
+    settings = _with_archive(args)
+    today = datetime.date.fromisoformat(args.today) if args.today else datetime.date.today()
+    if not args.apply:
+        rows = retention.expired(settings, settings.archive, today)
+        for r in rows:
+            print(
+                f"expired: {r.dataset}\tsub-{r.subject}/ses-{r.session}\t"
+                f"delivery {r.delivery or '-'}\tuntil {retention.until(settings, r)}"
+            )
+        print(
+            f"{len(rows)} expired on {today}"
+            + ("; --apply removes them as a new version" if rows else "")
+        )
+        return 0
+    rows, tag = retention.apply(settings, today, sys.stdout)
+    print(f"{len(rows)} removed" + (f"; archive version {tag}" if tag else ""))
     return 0
 
 
@@ -329,6 +356,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--name", help="derivatives/<name> in the archive (default: from its Name)")
     s.add_argument("--archive", help="the archive (default: the configured one)")
     s.set_defaults(func=cmd_reintegrate)
+
+    s = with_config(
+        sub.add_parser("retention", help="list what is past its retention date; --apply removes it")
+    )
+    s.add_argument("--archive", help="the archive (default: the configured one)")
+    s.add_argument("--today", help="YYYY-MM-DD to judge against (default: today)")
+    s.add_argument("--apply", action="store_true", help="remove it, as a new version")
+    s.set_defaults(func=cmd_retention)
 
     s = with_config(
         sub.add_parser("query", help="which sessions have which data, since when, made by what")

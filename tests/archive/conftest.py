@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from passerelle.synth import build_synthetic_inbox
-from tests.workflow.helpers import run_workflow, work
+from tests.workflow.helpers import REPO, run_workflow, work
 
 SOURCE = "ge_siemens_epi/In/20180918Si"
 
@@ -64,7 +64,15 @@ class History:
 
     def run(self, *extra: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return run_workflow(
-            self.inbox, self.output, self.key_file, f"archive={self.archive}", *extra, check=check
+            self.inbox,
+            self.output,
+            self.key_file,
+            f"archive={self.archive}",
+            *extra,
+            "--configfile",
+            str(REPO / "config" / "config.yaml"),
+            str(self.base / "archiving.yaml"),
+            check=check,
         )
 
 
@@ -83,6 +91,11 @@ def history(testdata: Path, key_file: Path, tmp_path_factory: pytest.TempPathFac
         key_file,
         base / "snapshot-v1",
         [],
+    )
+    # The first patient's delivery is kept until 2030; the others follow the project (no end).
+    (base / "archiving.yaml").write_text(
+        "archiving:\n  retention:\n    deliveries:\n"
+        "      - {name: cohort-a, match: 'P00001/*', until: '2030-01-01'}\n"
     )
     first = h.patients()[0]
     h.add(first)
