@@ -220,6 +220,44 @@ def cmd_retention(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_nightly(args: argparse.Namespace) -> int:
+    from passerelle.archive.nightly import run_nightly
+
+    settings = _settings(args)
+    status, path, text = run_nightly(settings, Path(args.config), args.cores, args.snakemake or [])
+    print(text, end="")
+    print(f"summary: {path}")
+    if status:
+        raise PasserelleError(f"the workflow failed (exit {status}); see the summary {path}")
+    return 0
+
+
+def cmd_rerun(args: argparse.Namespace) -> int:
+    from passerelle.archive.rerun import rerun
+
+    settings = _with_archive(args)
+    result, fresh = rerun(settings, args.version, args.cores)
+    report = {"version": args.version, "regenerated_archive": str(fresh), **result.as_dict()}
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+    else:
+        print(
+            f"rerun of {args.version}: {len(result.identical)} file(s) identical, "
+            f"{len(result.different)} different, {len(result.missing)} missing"
+        )
+        for path in result.different[:50]:
+            print(f"different: {path}")
+        for path in result.missing[:50]:
+            print(f"missing: {path}")
+        if result.extra_sessions:
+            print(
+                f"{len(result.extra_sessions)} session(s) regenerated that this version "
+                "does not hold (the inbox has more now); dataset-level files not compared"
+            )
+        print(f"regenerated archive: {fresh}")
+    return 0 if result.ok else 1
+
+
 def cmd_query(args: argparse.Namespace) -> int:
     import time
 
@@ -356,6 +394,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--name", help="derivatives/<name> in the archive (default: from its Name)")
     s.add_argument("--archive", help="the archive (default: the configured one)")
     s.set_defaults(func=cmd_reintegrate)
+
+    s = sub.add_parser("nightly", help="run the workflow on new deliveries, write a summary")
+    s.add_argument("--config", required=True, help="the run configuration (YAML)")
+    s.add_argument("--cores", type=int, default=2)
+    s.add_argument(
+        "--snakemake",
+        nargs=argparse.REMAINDER,
+        help="further Snakemake arguments (e.g. --profile profiles/slurm)",
+    )
+    s.set_defaults(func=cmd_nightly, set=None)
+
+    s = with_config(
+        sub.add_parser("rerun", help="regenerate a version from the same inbox and compare")
+    )
+    s.add_argument("version", help="the version tag")
+    s.add_argument("--archive", help="the archive (default: the configured one)")
+    s.add_argument("--cores", type=int, default=2)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_rerun)
 
     s = with_config(
         sub.add_parser("retention", help="list what is past its retention date; --apply removes it")

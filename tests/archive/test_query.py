@@ -44,7 +44,7 @@ def test_sessions_datatypes_versions_and_totals(history, contributed):
 
 
 def test_filters_and_sql(history, contributed):
-    v1, v2, _ = tags(contributed)
+    _, v2, _ = tags(contributed)
     assert len(_query(contributed, "--since", v2)["sessions"]) == 1
     assert len(_query(contributed, "--derivative", "lab-lesion-masks")["sessions"]) == 1
     assert _query(contributed, "--datatype", "anat")["sessions"] == []

@@ -1,5 +1,6 @@
 # Validate every config file, load the key, then plan: the DAG holds only changed sessions.
 import sys
+import time
 from pathlib import Path
 
 from passerelle.errors import PasserelleError
@@ -31,10 +32,12 @@ try:
             key_file=str(resolve_key_path(SETTINGS.key_file, Path.cwd())),
         )
         write_if_changed(EFFECTIVE, canonical_json(effective).encode())
+        started = time.perf_counter()
         PLAN = prepare(SETTINGS, KEY)
         print(
             f"passerelle: {len(PLAN.pending)} session(s) to process, "
-            f"{PLAN.files_read} new or changed file(s) read",
+            f"{PLAN.files_read} new or changed file(s) read, "
+            f"planned in {time.perf_counter() - started:.2f} s",
             file=sys.stderr,
         )
     else:
