@@ -19,8 +19,10 @@ from passerelle.archive.lock import ArchiveLock
 from passerelle.config import REPO_ROOT, Settings
 from passerelle.fsutil import write_text
 
-_PLANNED = re.compile(r"passerelle: (\d+) session\(s\) to process, (\d+) new or changed file\(s\) "
-                      r"read, planned in ([\d.]+) s")  # fmt: skip
+_PLANNED = re.compile(
+    r"passerelle: (\d+) session\(s\) to process, (\d+) new or changed file\(s\) "
+    r"read, planned in ([\d.]+) s"
+)
 
 
 def run_nightly(
@@ -34,8 +36,18 @@ def run_nightly(
         stamp = datetime.now().astimezone()
         log = settings.work / "logs" / "nightly" / f"{stamp:%Y%m%dT%H%M%S}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO_ROOT / "Snakefile"),
-               "--cores", str(cores), "--configfile", str(config.resolve()), *extra]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--snakefile",
+            str(REPO_ROOT / "Snakefile"),
+            "--cores",
+            str(cores),
+            "--configfile",
+            str(config.resolve()),
+            *extra,
+        ]
         started = time.perf_counter()
         with log.open("w") as fh:
             proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, check=False)
@@ -63,12 +75,17 @@ def summary(
     planned = _PLANNED.search(log)
     lines = [f"# Passerelle nightly run, {stamp:%Y-%m-%d %H:%M %Z}", ""]
     if status != 0:
-        lines += [f"**FAILED** (workflow exit status {status}): nothing new was archived; "
-                  "the workflow log is in the work area (logs/nightly/).", ""]  # fmt: skip
+        lines += [
+            f"**FAILED** (workflow exit status {status}): nothing new was archived; "
+            "the workflow log is in the work area (logs/nightly/).",
+            "",
+        ]
     if planned:
-        lines.append(f"Planning: {planned.group(1)} session(s) to process, {planned.group(2)} "
-                     f"new or changed file(s) read, in {planned.group(3)} s; whole run "
-                     f"{elapsed:.1f} s.")  # fmt: skip
+        lines.append(
+            f"Planning: {planned.group(1)} session(s) to process, {planned.group(2)} "
+            f"new or changed file(s) read, in {planned.group(3)} s; whole run "
+            f"{elapsed:.1f} s."
+        )
     sessions: list[str] = []
     tag = None
     for done in new:
@@ -79,8 +96,12 @@ def summary(
     lines += [f"- {s}" for s in sessions] or ["- none (nothing new arrived)"]
     rows = _manifest(settings)
     mine = {s.replace("/", "\t") for s in sessions}
-    quarantined = [r for r in rows if r["state"] == "quarantined"
-                   and (f"{r['subject']}\t{r['session']}" in mine or r["subject"] == "n/a")]  # fmt: skip
+    quarantined = [
+        r
+        for r in rows
+        if r["state"] == "quarantined"
+        and (f"{r['subject']}\t{r['session']}" in mine or r["subject"] == "n/a")
+    ]
     lines += ["", "## Quarantined files, with reasons", ""]
     tally = Counter(r["reason"] for r in quarantined)
     lines += [f"- {n} file(s): {reason}" for reason, n in sorted(tally.items())] or ["- none"]

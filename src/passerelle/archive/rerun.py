@@ -31,7 +31,7 @@ def tree(archive: Path, ref: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for line in git(archive, "ls-tree", "-r", ref).splitlines():
         meta, path = line.split("\t", 1)
-        mode, kind, sha = meta.split()
+        _mode, kind, sha = meta.split()
         if kind == "commit":  # a subdataset, pinned at this commit
             for sub_path, sub_sha in tree(archive / path, sha).items():
                 out[f"{path}/{sub_path}"] = sub_sha
@@ -60,8 +60,12 @@ class Comparison:
         return not (self.different or self.missing)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"identical": len(self.identical), "different": self.different,
-                "missing": self.missing, "extra_sessions": sorted(self.extra_sessions)}  # fmt: skip
+        return {
+            "identical": len(self.identical),
+            "different": self.different,
+            "missing": self.missing,
+            "extra_sessions": sorted(self.extra_sessions),
+        }
 
 
 def compare(version: dict[str, str], regenerated: dict[str, str]) -> Comparison:
@@ -88,8 +92,11 @@ def rerun(settings: Settings, tag: str, cores: int = 2) -> tuple[Comparison, Pat
     if record.get("kind") != "run":
         raise PasserelleError(f"{archive.name}: {tag} is not a version made by a workflow run")
     if record["passerelle"] != __version__:
-        print(f"passerelle: warning: {tag} was made by passerelle {record['passerelle']}, this "
-              f"is {__version__}; differences may come from the software", file=sys.stderr)  # fmt: skip
+        print(
+            f"passerelle: warning: {tag} was made by passerelle {record['passerelle']}, this "
+            f"is {__version__}; differences may come from the software",
+            file=sys.stderr,
+        )
     doc = yaml.safe_load(git(archive, "show", f"{tag}:{record['config_file']}"))
     place = settings.work / "rerun" / tag
     remove_tree(place)
@@ -97,16 +104,33 @@ def rerun(settings: Settings, tag: str, cores: int = 2) -> tuple[Comparison, Pat
     (place / "bids_map.yaml").write_text(yaml.safe_dump(doc["bids_map"]))
     (place / "deid.yaml").write_text(yaml.safe_dump(doc["deid"]))
     config = dict(doc["config"])
-    config.update(inbox=str(settings.inbox), output=str(place / "output"), work=None,
-                  key_file=str(settings.key_file), archive=str(place / "archive"),
-                  bids_map=str(place / "bids_map.yaml"), deid=str(place / "deid.yaml"))  # fmt: skip
+    config.update(
+        inbox=str(settings.inbox),
+        output=str(place / "output"),
+        work=None,
+        key_file=str(settings.key_file),
+        archive=str(place / "archive"),
+        bids_map=str(place / "bids_map.yaml"),
+        deid=str(place / "deid.yaml"),
+    )
     (place / "config.yaml").write_text(yaml.safe_dump(config))
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO_ROOT / "Snakefile"),
-           "--cores", str(cores), "--configfile", str(place / "config.yaml")]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO_ROOT / "Snakefile"),
+        "--cores",
+        str(cores),
+        "--configfile",
+        str(place / "config.yaml"),
+    ]
     with (place / "workflow.log").open("w") as fh:
         proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, check=False)
     if proc.returncode != 0:
-        raise PasserelleError(f"rerun of {tag}: the workflow failed (exit {proc.returncode}); "
-                              f"log: {place / 'workflow.log'}")  # fmt: skip
+        raise PasserelleError(
+            f"rerun of {tag}: the workflow failed (exit {proc.returncode}); "
+            f"log: {place / 'workflow.log'}"
+        )
     fresh = place / "archive"
     return compare(tree(archive, tag), tree(fresh, "HEAD")), fresh

@@ -34,12 +34,18 @@ def until(settings: Settings, row: ledger.Row) -> str:
 
 def expired(settings: Settings, archive: Path, today: date) -> list[ledger.Row]:
     rows = ledger.load(archive)
-    out = [r for r in rows.values() if not r.removed and until(settings, r)
-           and date.fromisoformat(until(settings, r)) < today]  # fmt: skip
+    out = [
+        r
+        for r in rows.values()
+        if not r.removed and until(settings, r) and date.fromisoformat(until(settings, r)) < today
+    ]
     gone = {(r.subject, r.session) for r in out if r.dataset == "."}
     # Everything made from an expired session goes with it.
-    out += [r for r in rows.values() if not r.removed and r not in out
-            and (r.subject, r.session) in gone]  # fmt: skip
+    out += [
+        r
+        for r in rows.values()
+        if not r.removed and r not in out and (r.subject, r.session) in gone
+    ]
     return sorted(out, key=lambda r: r.key)
 
 
@@ -76,19 +82,41 @@ def apply(
         title = f"retention: {len(labels)} session(s) removed, past their retention date"
         when = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         record = {
-            "version": tag, "kind": "retention", "date": when, "passerelle": __version__,
+            "version": tag,
+            "kind": "retention",
+            "date": when,
+            "passerelle": __version__,
             "command": f"passerelle retention --apply --today {today.isoformat()}",
             "sessions": {"added": [], "updated": [], "removed": labels},
             "counts": {"files deleted": len(change.deletes)},
-            "expired": [{"dataset": r.dataset, "session": f"sub-{r.subject}/ses-{r.session}",
-                         "until": until(settings, r)} for r in doomed],
-        }  # fmt: skip
-        entry = {"version": tag, "date": when, "kind": "retention", "removed": labels,
-                 "who": [settings.archiving["identity"].get("name")], "what": title}  # fmt: skip
+            "expired": [
+                {
+                    "dataset": r.dataset,
+                    "session": f"sub-{r.subject}/ses-{r.session}",
+                    "until": until(settings, r),
+                }
+                for r in doomed
+            ],
+        }
+        entry = {
+            "version": tag,
+            "date": when,
+            "kind": "retention",
+            "removed": labels,
+            "who": [settings.archiving["identity"].get("name")],
+            "what": title,
+        }
         change.generated[LEDGER] = ledger.dump(rows)
         change.generated[records.version_path(tag)] = records.canonical(record)
         change.generated[CHANGES] = records.changes_text(archive, tag, now, [title])
         change.generated[REGISTER] = records.register_text(archive, entry)
-        commit_version(archive, change, tag, records.message(title, record),
-                       settings.archiving["identity"]["site"], "retention", out)  # fmt: skip
+        commit_version(
+            archive,
+            change,
+            tag,
+            records.message(title, record),
+            settings.archiving["identity"]["site"],
+            "retention",
+            out,
+        )
         return doomed, tag
