@@ -2,6 +2,9 @@
 
 Runs in the Snakemake main process before the DAG is built. Its cost is a directory walk
 plus header reads of new files only; the DAG then holds only sessions whose inputs changed.
+Only the sessions touched by new, changed or removed files are regrouped and re-derived
+(their cached records loaded by session label); a change of the rules that shape every spec
+(bids_map, convert settings, inbox, version) re-derives them all.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from passerelle import __version__
 from passerelle.bids.mapping import map_series, match_fields
 from passerelle.config import Settings
 from passerelle.dicom.classify import is_derived, is_localizer
-from passerelle.dicom.index import Indexed, update_index
+from passerelle.dicom.index import Indexed, scan_changes, update_index
 from passerelle.errors import PasserelleError
 from passerelle.fsutil import canonical_json, content_digest, write_if_changed
 from passerelle.keys import SecretKey
@@ -205,14 +208,64 @@ def _spec(
     return spec, file_disp
 
 
-def prepare(settings: Settings, key: SecretKey, workers: int = 2) -> Plan:
+def _rules_digest(settings: Settings) -> str:
+    """Everything besides the files that shapes a spec: when it changes, all are re-derived."""
+    rules = {
+        "bids_map": settings.bids_map,
+        "convert": settings.convert,
+        "inbox": str(settings.inbox),
+        "version": __version__,
+    }
+    return hashlib.sha256(canonical_json(rules).encode()).hexdigest()
+
+
+def _changed_records(
+    settings: Settings, key: SecretKey, state: State, workers: int
+) -> tuple[dict[str, Indexed], int, set[str]]:
+    """Records of every file of the sessions that new, changed or removed files touch."""
+    changes = scan_changes(settings.inbox, key, state, workers)
+    touched = set(changes.old_sessions)
+    touched |= {i.record["session"] for i in changes.read.values() if i.record.get("session")}
+    # A new copy of an already indexed instance makes its session's files part of the check.
+    touched |= state.sessions_with_sops(
+        i.record["sop"] for i in changes.read.values() if i.record.get("sop")
+    )
+    records = {
+        rel: Indexed(size, mtime, rec)
+        for rel, (size, mtime, rec) in state.records_in_sessions(touched).items()
+    }
+    records.update({r: i for r, i in changes.read.items() if not i.record.get("session")})
+    return records, changes.n_read, touched
+
+
+def _check_known_subjects(state: State, sessions: dict[tuple[str, str], list[_Series]]) -> None:
+    """Label collisions against sessions planned before (not reloaded this time)."""
+    for (sub, _), group in sessions.items():
+        known = state.patients_of_subject(sub) - {s.patient for s in group}
+        if known:
+            raise PasserelleError(
+                f"subject label collision on sub-{sub}: two patients share a label; "
+                "report this (it is a 1 in 2^48 event)"
+            )
+
+
+def prepare(settings: Settings, key: SecretKey, workers: int = 2, full: bool = False) -> Plan:
+    """full: re-derive every session (also done whenever the rules changed)."""
     state = State(settings.work / "state.sqlite")
     try:
-        records, n_read = update_index(settings.inbox, key, state, workers)
+        rules = _rules_digest(settings)
+        full = full or state.meta("rules_digest") != rules
+        touched: set[str] | None = None  # session labels re-examined; None: all of them
+        if full:
+            records, n_read = update_index(settings.inbox, key, state, workers)
+        else:
+            records, n_read, touched = _changed_records(settings, key, state, workers)
         disp: dict[str, tuple[str, str]] = {}
         _resolve_duplicates(settings.inbox, records, disp)
         sessions = _group(records, disp)
         _check_label_collisions(sessions)
+        if not full:
+            _check_known_subjects(state, sessions)
         loose = dict(disp)
         done = state.done_hashes()
         pending: list[tuple[str, str, str]] = []
@@ -235,13 +288,20 @@ def prepare(settings: Settings, key: SecretKey, workers: int = 2) -> Plan:
                     sum(len(s.files) for s in group),
                 )
                 pending.append((sub, ses, digest))
+        if touched is not None:
+            # Planned by an earlier plan but not closed by a run yet (a run died): still due.
+            pending += [u for u in state.unfinished() if u[1] not in touched]
+            pending.sort()
         rows.extend((rel, st, reason, None, None, None) for rel, (st, reason) in loose.items())
         # "pending" dispositions become converted or quarantined when their session finishes.
         state.set_dispositions(rows)
+        state.set_meta("rules_digest", rules)
+        # Files outside every session, this plan's and earlier ones' alike.
+        all_loose = [[p, [st, rs]] for p, st, rs in state.loose_dispositions()]
         dataset_digest = hashlib.sha256(
             canonical_json(
                 {
-                    "loose": sorted(loose.items()),
+                    "loose": all_loose,
                     "dataset": settings.raw["dataset"],
                     "version": __version__,
                 }

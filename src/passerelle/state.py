@@ -13,16 +13,27 @@ from pathlib import Path
 from typing import Any
 
 # Bumped when the tables change; an older state is rebuilt (it is a cache plus a ledger that
-# re-planning recreates).
-SCHEMA_VERSION = 2
+# re-planning recreates), except version 2, which gains its label columns in place.
+SCHEMA_VERSION = 3
+# Copied out of each file's record into indexed columns, so a plan can load only the files
+# of the sessions that changed instead of every record of the inbox.
+_LABEL_COLUMNS = (
+    ("rec_subject", "subject"),
+    ("rec_session", "session"),
+    ("rec_sop", "sop"),
+    ("rec_patient", "patient"),
+)
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS files (
     path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
     record TEXT NOT NULL, present INTEGER NOT NULL DEFAULT 1,
-    state TEXT, reason TEXT, subject TEXT, session TEXT, series INTEGER
+    state TEXT, reason TEXT, subject TEXT, session TEXT, series INTEGER,
+    rec_subject TEXT, rec_session TEXT, rec_sop TEXT, rec_patient TEXT
 );
+CREATE INDEX IF NOT EXISTS files_session ON files (rec_session);
+CREATE INDEX IF NOT EXISTS files_sop ON files (rec_sop);
 CREATE TABLE IF NOT EXISTS sessions (
     subject TEXT NOT NULL, session TEXT NOT NULL, spec_hash TEXT NOT NULL,
     done_hash TEXT, sex TEXT, age INTEGER, n_files INTEGER, acq_time TEXT,
@@ -38,7 +49,10 @@ class State:
         self.path = path
         self.db = sqlite3.connect(path, timeout=600)
         self.db.execute("PRAGMA journal_mode=WAL")
-        if self.db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version == 2:
+            self._add_label_columns()
+        elif version != SCHEMA_VERSION:
             with self.db:
                 for (table,) in self.db.execute(
                     "SELECT name FROM sqlite_master WHERE type='table'"
@@ -46,6 +60,18 @@ class State:
                     self.db.execute(f"DROP TABLE {table}")
                 self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         self.db.executescript(_DDL)
+
+    def _add_label_columns(self) -> None:
+        with self.db:
+            for column, _ in _LABEL_COLUMNS:
+                self.db.execute(f"ALTER TABLE files ADD COLUMN {column} TEXT")
+            rows = self.db.execute("SELECT path, record FROM files").fetchall()
+            self.db.executemany(
+                "UPDATE files SET rec_subject=?, rec_session=?, rec_sop=?, rec_patient=? "
+                "WHERE path=?",
+                ((*_labels(json.loads(r)), p) for p, r in rows),
+            )
+            self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
         self.db.close()
@@ -68,14 +94,72 @@ class State:
         rows = self.db.execute("SELECT path, size, mtime_ns, record FROM files WHERE present=1")
         return {p: (s, m, json.loads(r)) for p, s, m, r in rows}
 
+    def cached_stats(self) -> dict[str, tuple[int, int]]:
+        """(size, mtime_ns) of every present file: what change detection needs, no records."""
+        rows = self.db.execute("SELECT path, size, mtime_ns FROM files WHERE present=1")
+        return {p: (s, m) for p, s, m in rows}
+
     def store_files(self, rows: Iterable[tuple[str, int, int, dict[str, Any]]]) -> None:
         with self.db:
             self.db.executemany(
-                "INSERT INTO files (path, size, mtime_ns, record, present) VALUES (?,?,?,?,1) "
+                "INSERT INTO files (path, size, mtime_ns, record, present, rec_subject, "
+                "rec_session, rec_sop, rec_patient) VALUES (?,?,?,?,1,?,?,?,?) "
                 "ON CONFLICT(path) DO UPDATE SET size=excluded.size, "
-                "mtime_ns=excluded.mtime_ns, record=excluded.record, present=1",
-                ((p, s, m, json.dumps(r, sort_keys=True)) for p, s, m, r in rows),
+                "mtime_ns=excluded.mtime_ns, record=excluded.record, present=1, "
+                "rec_subject=excluded.rec_subject, rec_session=excluded.rec_session, "
+                "rec_sop=excluded.rec_sop, rec_patient=excluded.rec_patient",
+                ((p, s, m, json.dumps(r, sort_keys=True), *_labels(r)) for p, s, m, r in rows),
             )
+
+    def session_labels_of(self, paths: Iterable[str]) -> set[str]:
+        """Session labels the records of these files had (before they change or go)."""
+        return self._select_set("SELECT rec_session FROM files WHERE path IN ({})", paths)
+
+    def sessions_with_sops(self, sops: Iterable[str]) -> set[str]:
+        """Session labels of present files sharing a SOPInstanceUID (duplicates)."""
+        return self._select_set(
+            "SELECT rec_session FROM files WHERE present=1 AND rec_sop IN ({})", sops
+        )
+
+    def records_in_sessions(self, sessions: Iterable[str]) -> dict[str, tuple[int, int, Any]]:
+        """{path: (size, mtime_ns, record)} of the present files of these session labels."""
+        out: dict[str, tuple[int, int, Any]] = {}
+        values = sorted(set(sessions))
+        for i in range(0, len(values), 500):
+            chunk = values[i : i + 500]
+            rows = self.db.execute(
+                "SELECT path, size, mtime_ns, record FROM files WHERE present=1 AND "
+                f"rec_session IN ({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            out.update({p: (s, m, json.loads(r)) for p, s, m, r in rows})
+        return out
+
+    def patients_of_subject(self, subject: str) -> set[str]:
+        rows = self.db.execute(
+            "SELECT DISTINCT rec_patient FROM files WHERE present=1 AND rec_subject=? "
+            "AND subject IS NOT NULL",
+            (subject,),
+        )
+        return {r[0] for r in rows if r[0]}
+
+    def loose_dispositions(self) -> list[tuple[str, str, str]]:
+        """(path, state, reason) of present files that belong to no session."""
+        return list(
+            self.db.execute(
+                "SELECT path, state, reason FROM files WHERE present=1 AND subject IS NULL "
+                "ORDER BY path"
+            )
+        )
+
+    def _select_set(self, sql: str, values: Iterable[str]) -> set[str]:
+        found: set[str] = set()
+        items = sorted({v for v in values if v})
+        for i in range(0, len(items), 500):
+            chunk = items[i : i + 500]
+            rows = self.db.execute(sql.format(",".join("?" * len(chunk))), chunk)
+            found |= {r[0] for r in rows if r[0]}
+        return found
 
     def mark_absent(self, paths: Iterable[str]) -> None:
         with self.db:
@@ -113,6 +197,15 @@ class State:
                 (subject, session, spec_hash, sex, age, n),
             )
 
+    def unfinished(self) -> list[tuple[str, str, str]]:
+        """(subject, session, spec hash) of sessions planned but not yet closed by a run."""
+        return list(
+            self.db.execute(
+                "SELECT subject, session, spec_hash FROM sessions "
+                "WHERE done_hash IS NULL OR done_hash != spec_hash"
+            )
+        )
+
     def done_hashes(self) -> dict[tuple[str, str], str | None]:
         rows = self.db.execute("SELECT subject, session, done_hash FROM sessions")
         return {(a, b): h for a, b, h in rows}
@@ -139,3 +232,7 @@ class State:
                 "ORDER BY subject, session"
             )
         )
+
+
+def _labels(record: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(record.get(key) for _, key in _LABEL_COLUMNS)

@@ -67,14 +67,62 @@ class Indexed:
     record: dict[str, Any]
 
 
-def update_index(
-    inbox: Path, key: SecretKey, state: State, workers: int = 2
-) -> tuple[dict[str, Indexed], int]:
-    """Return {relpath: Indexed} for every file now in the inbox, and how many were read."""
+def _check_stamp(key: SecretKey, state: State) -> None:
     stamp = f"{key.fingerprint()}/{INDEX_FORMAT}"
     if state.meta("index_stamp") != stamp:
         state.reset_index()
         state.set_meta("index_stamp", stamp)
+
+
+def _read_all(
+    inbox: Path, key: SecretKey, todo: list[tuple[str, int, int]], workers: int
+) -> list[dict[str, Any]]:
+    jobs = [(inbox / rel, key.material) for rel, _, _ in todo]
+    if len(jobs) >= PARALLEL_THRESHOLD and workers > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(_read, jobs, chunksize=64))
+    return [_read(j) for j in jobs]
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What changed in the inbox since the last plan, without loading unchanged records."""
+
+    read: dict[str, Indexed]  # new or changed files, their headers read now
+    removed: list[str]
+    old_sessions: set[str]  # session labels the changed and removed files had before
+    n_read: int
+
+
+def scan_changes(inbox: Path, key: SecretKey, state: State, workers: int = 2) -> Changes:
+    """Walk the inbox comparing (size, mtime) with the cache; read only what differs."""
+    _check_stamp(key, state)
+    cached = state.cached_stats()
+    todo: list[tuple[str, int, int]] = []
+    for rel, size, mtime in walk(inbox):
+        hit = cached.pop(rel, None)
+        if hit is None or hit != (size, mtime):
+            todo.append((rel, size, mtime))
+    removed = sorted(cached)
+    old = state.session_labels_of([rel for rel, _, _ in todo] + removed)
+    records = _read_all(inbox, key, todo, workers)
+    if removed:
+        state.mark_absent(removed)
+    state.store_files(
+        (rel, size, mtime, rec) for (rel, size, mtime), rec in zip(todo, records, strict=True)
+    )
+    read = {
+        rel: Indexed(size, mtime, rec)
+        for (rel, size, mtime), rec in zip(todo, records, strict=True)
+    }
+    return Changes(read, removed, old, len(todo))
+
+
+def update_index(
+    inbox: Path, key: SecretKey, state: State, workers: int = 2
+) -> tuple[dict[str, Indexed], int]:
+    """Return {relpath: Indexed} for every file now in the inbox, and how many were read."""
+    _check_stamp(key, state)
     cached = state.cached_files()
     current: dict[str, Indexed] = {}
     todo: list[tuple[str, int, int]] = []
@@ -86,12 +134,7 @@ def update_index(
             todo.append((rel, size, mtime))
     if cached:
         state.mark_absent(cached)
-    jobs = [(inbox / rel, key.material) for rel, _, _ in todo]
-    if len(jobs) >= PARALLEL_THRESHOLD and workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            records = list(pool.map(_read, jobs, chunksize=64))
-    else:
-        records = [_read(j) for j in jobs]
+    records = _read_all(inbox, key, todo, workers)
     state.store_files(
         (rel, size, mtime, rec) for (rel, size, mtime), rec in zip(todo, records, strict=True)
     )
