@@ -46,9 +46,15 @@ KEY = SecretKey(b"0123456789abcdef" * 4)
 def _settings(base: Path, inbox: Path | None = None, work: Path | None = None):
     inbox = inbox or (base / "inbox")
     inbox.mkdir(parents=True, exist_ok=True)
-    raw = {"inbox": str(inbox), "output": str(base / "output"), "key_file": "unused",
-           "bids_map": str(REPO / "config" / "bids_map.yaml"), "dataset": {"name": "bench"},
-           "archive": str(base / "archive"), "work": str(work) if work else None}
+    raw = {
+        "inbox": str(inbox),
+        "output": str(base / "output"),
+        "key_file": "unused",
+        "bids_map": str(REPO / "config" / "bids_map.yaml"),
+        "dataset": {"name": "bench"},
+        "archive": str(base / "archive"),
+        "work": str(work) if work else None,
+    }
     return settings_from(raw, "bench", base)
 
 
@@ -69,11 +75,21 @@ def _publish(bids: Path, first: int, count: int) -> list[tuple[str, str]]:
         seg = bids / "derivatives" / "passerelle-seg" / f"sub-{sub}" / f"ses-{ses}" / "anat"
         seg.mkdir(parents=True, exist_ok=True)
         (seg / f"{name.replace('_T1w', '')}_desc-brain_mask.nii.gz").write_bytes(os.urandom(512))
-    (bids / "dataset_description.json").write_text(json.dumps(
-        {"Name": "bench", "BIDSVersion": "1.10.0", "GeneratedBy": [{"Name": "passerelle"}]}))
-    (bids / "derivatives" / "passerelle-seg" / "dataset_description.json").write_text(json.dumps(
-        {"Name": "seg", "BIDSVersion": "1.10.0", "DatasetType": "derivative",
-         "GeneratedBy": [{"Name": "passerelle-seg", "Version": "0.1.0"}]}))
+    (bids / "dataset_description.json").write_text(
+        json.dumps(
+            {"Name": "bench", "BIDSVersion": "1.10.0", "GeneratedBy": [{"Name": "passerelle"}]}
+        )
+    )
+    (bids / "derivatives" / "passerelle-seg" / "dataset_description.json").write_text(
+        json.dumps(
+            {
+                "Name": "seg",
+                "BIDSVersion": "1.10.0",
+                "DatasetType": "derivative",
+                "GeneratedBy": [{"Name": "passerelle-seg", "Version": "0.1.0"}],
+            }
+        )
+    )
     return sessions
 
 
@@ -85,8 +101,12 @@ def _timed(fn, *args):
 
 def _query(archive: Path, *extra: str) -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "passerelle", "query", "--archive", str(archive),
-                    "--json", *extra], check=True, capture_output=True, cwd=REPO)
+    subprocess.run(
+        [sys.executable, "-m", "passerelle", "query", "--archive", str(archive), "--json", *extra],
+        check=True,
+        capture_output=True,
+        cwd=REPO,
+    )
     return time.perf_counter() - start
 
 
@@ -105,9 +125,14 @@ def bench_archive(base: Path, n: int, pybids: bool) -> dict[str, float]:
     cold = _query(big.archive)
     warm = min(_query(big.archive) for _ in range(3))
     warm_filtered = min(_query(big.archive, "--subject", f"{n - 1:012x}") for _ in range(3))
-    result = {"first_save_s": t_first, "nightly_save_10_s": t_nightly,
-              "peer_nightly_save_10_into_10_s": t_peer, "query_cold_s": cold,
-              "query_warm_s": warm, "query_one_subject_warm_s": warm_filtered}
+    result = {
+        "first_save_s": t_first,
+        "nightly_save_10_s": t_nightly,
+        "peer_nightly_save_10_into_10_s": t_peer,
+        "query_cold_s": cold,
+        "query_warm_s": warm,
+        "query_one_subject_warm_s": warm_filtered,
+    }
     if pybids:
         from bids import BIDSLayout
 
@@ -140,8 +165,14 @@ def bench_planning(base: Path, n: int, testdata: Path) -> dict[str, float]:
         t_again, _ = _timed(prepare, settings, KEY)
         t_full, full = _timed(prepare, full_settings, KEY, 2, True)
         assert full.pending == plan.pending
-        out.update({f"{label}_initial_index_s": t_index, f"{label}_nightly_plan_s": t_inc,
-                    f"{label}_replan_unchanged_s": t_again, f"{label}_full_replan_s": t_full})
+        out.update(
+            {
+                f"{label}_initial_index_s": t_index,
+                f"{label}_nightly_plan_s": t_inc,
+                f"{label}_replan_unchanged_s": t_again,
+                f"{label}_full_replan_s": t_full,
+            }
+        )
     return out
 
 
@@ -170,16 +201,24 @@ def main() -> int:
     for key, value in results.items():
         print(f"{key}: {value:.3f}")
     if "nightly_save_10_s" in results:
-        print(f"ratio nightly save, {n} vs 10 archived: "
-              f"{results['nightly_save_10_s'] / results['peer_nightly_save_10_into_10_s']:.2f}")
+        print(
+            f"ratio nightly save, {n} vs 10 archived: "
+            f"{results['nightly_save_10_s'] / results['peer_nightly_save_10_into_10_s']:.2f}"
+        )
     if "pybids_index_s" in results:
-        print(f"ratio pybids index / passerelle query cold: "
-              f"{results['pybids_index_s'] / results['query_cold_s']:.1f}")
+        print(
+            f"ratio pybids index / passerelle query cold: "
+            f"{results['pybids_index_s'] / results['query_cold_s']:.1f}"
+        )
     if "big_nightly_plan_s" in results:
-        print(f"ratio nightly plan, {n} vs 10 planned before: "
-              f"{results['big_nightly_plan_s'] / results['peer_nightly_plan_s']:.2f}")
-        print(f"ratio full re-derivation / incremental, {n} sessions: "
-              f"{results['big_full_replan_s'] / results['big_nightly_plan_s']:.1f}")
+        print(
+            f"ratio nightly plan, {n} vs 10 planned before: "
+            f"{results['big_nightly_plan_s'] / results['peer_nightly_plan_s']:.2f}"
+        )
+        print(
+            f"ratio full re-derivation / incremental, {n} sessions: "
+            f"{results['big_full_replan_s'] / results['big_nightly_plan_s']:.1f}"
+        )
     return 0
 
 
