@@ -45,7 +45,7 @@ def test_compare_names_a_difference(history, fresh_copy):
     (v1,) = tags(archive)
     side = sorted(archive.glob("sub-*/ses-*/*/*.json"))[0]
     side.write_text(side.read_text().replace("{", '{"Edited": true, ', 1))
-    git(archive, "commit", "-qam", "hand edit")
+    git(archive, "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qam", "edit")
     result = compare(tree(archive, v1), tree(archive, "HEAD"))
     assert result.different == [side.relative_to(archive).as_posix()]
     assert not result.ok and result.missing == []
