@@ -1,0 +1,1 @@
+"""Derivatives of converted anatomy: defacing, tissue segmentation, outside models, provenance."""
