@@ -4,8 +4,12 @@
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/convert.smk"
+include: "workflow/rules/derivatives.smk"
 include: "workflow/rules/finalize.smk"
 include: "workflow/rules/archive.smk"
 

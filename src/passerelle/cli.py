@@ -324,6 +324,79 @@ def cmd_demo_inbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def _session_job(args: argparse.Namespace, job) -> int:  # noqa: ANN001
+    settings = _settings(args)
+    result = json.loads(Path(args.result).read_text())
+    records = job(settings.raw, result, Path(args.staging), Path(args.out), Path(args.record))
+    for r in records:
+        print(f"{r['source']}: {r['state']}" + (f" ({r['reason']})" if r.get("reason") else ""))
+    return 0
+
+
+def cmd_deface_session(args: argparse.Namespace) -> int:
+    from passerelle.derivatives.session import deface_session
+
+    return _session_job(args, lambda *a: deface_session(*a, threads=args.threads))
+
+
+def cmd_segment_session(args: argparse.Namespace) -> int:
+    from passerelle.derivatives.session import segment_session
+
+    return _session_job(args, lambda *a: segment_session(*a, threads=args.threads))
+
+
+def cmd_run_model(args: argparse.Namespace) -> int:
+    from passerelle.derivatives.external import run_model
+
+    return _session_job(args, lambda *a: run_model(a[0], args.model, *a[1:], args.threads))
+
+
+def cmd_derivatives_session(args: argparse.Namespace) -> int:
+    from passerelle.derivatives.summary import summarise_session
+
+    settings = _settings(args)
+    summary = summarise_session(
+        settings.raw,
+        settings.work,
+        Path(args.result),
+        Path(args.staging),
+        [Path(p) for p in args.records],
+        Path(args.prov),
+        (Path(args.qc[0]), Path(args.qc[1])),
+    )
+    for e in summary["images"]:
+        print(
+            f"{e['dataset']}: {e['source']}: {e['state']}"
+            + (f" ({e['reason']})" if e.get("reason") else "")
+        )
+    return 0
+
+
+def cmd_volume_plot(args: argparse.Namespace) -> int:
+    from passerelle.derivatives.dataset import volume_rows
+    from passerelle.derivatives.qc import volume_plot
+
+    settings = _settings(args)
+    rows = volume_rows(settings.bids_dir)
+    volume_plot([r["volumes"] for r in rows], Path(args.out))
+    print(f"{len(rows)} segmented image(s) plotted")
+    return 0
+
+
+def cmd_segment_image(args: argparse.Namespace) -> int:
+    """The built-in segmenter on one image: dseg only, so it can serve as an outside model."""
+    import tempfile
+
+    from passerelle.derivatives.registration import RegParams
+    from passerelle.derivatives.segment import SegParams, segment_image
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = {"mask": Path(tmp) / "mask.nii.gz", "dseg": Path(args.output)}
+        figures = segment_image(Path(args.input), out, RegParams(threads=args.threads), SegParams())
+    print(json.dumps(figures["volumes_ml"], sort_keys=True))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="passerelle", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -356,6 +429,41 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--result", required=True)
     s.add_argument("--threads", type=int, default=1)
     s.set_defaults(func=cmd_convert_session)
+
+    for name, func, what in (
+        ("deface-session", cmd_deface_session, "deface a session's anatomical images"),
+        ("segment-session", cmd_segment_session, "segment a session's T1w images"),
+        ("run-model", cmd_run_model, "run a configured outside segmenter on a session"),
+    ):
+        s = with_config(sub.add_parser(name, help=what))
+        if name == "run-model":
+            s.add_argument("--model", required=True)
+        s.add_argument("--result", required=True, help="the session's convert result")
+        s.add_argument("--staging", required=True)
+        s.add_argument("--out", required=True)
+        s.add_argument("--record", required=True)
+        s.add_argument("--threads", type=int, default=1)
+        s.set_defaults(func=func)
+
+    s = with_config(
+        sub.add_parser("derivatives-session", help="check, record provenance, draw QC pictures")
+    )
+    s.add_argument("--result", required=True)
+    s.add_argument("--staging", required=True)
+    s.add_argument("--records", nargs="+", required=True)
+    s.add_argument("--prov", required=True)
+    s.add_argument("--qc", nargs=2, required=True, metavar=("DEFACE_PNG", "DSEG_PNG"))
+    s.set_defaults(func=cmd_derivatives_session)
+
+    s = with_config(sub.add_parser("volume-plot", help="plot tissue volumes across the dataset"))
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_volume_plot)
+
+    s = sub.add_parser("segment-image", help="built-in segmentation of one image (dseg)")
+    s.add_argument("input")
+    s.add_argument("output")
+    s.add_argument("--threads", type=int, default=1)
+    s.set_defaults(func=cmd_segment_image)
 
     s = with_config(sub.add_parser("finalize", help="publish sessions, write tables and manifest"))
     s.add_argument("--run-id", required=True)

@@ -14,6 +14,7 @@ from passerelle.bids.dataset import write_dataset_files
 from passerelle.bids.paths import session_dir
 from passerelle.config import Settings
 from passerelle.convert import WITHHELD
+from passerelle.derivatives import dataset as derived
 from passerelle.fsutil import write_json, write_tsv
 from passerelle.keys import SecretKey
 from passerelle.labels import opaque_id
@@ -71,6 +72,15 @@ def publish_session(settings: Settings, sub: str, ses: str) -> dict[str, Any]:
     return result
 
 
+def _publish_derivatives(settings: Settings, sub: str, ses: str) -> dict[str, Any] | None:
+    if not (settings.bids_dir / session_dir(sub, ses)).is_dir():
+        derived.remove_session_derivatives(settings.bids_dir, sub, ses)
+        return None
+    return derived.publish_session_derivatives(
+        settings.work, settings.bids_dir, sub, ses, settings.raw
+    )
+
+
 def _manifest(settings: Settings, key: SecretKey, state: State) -> Counter[str]:
     counts: Counter[str] = Counter()
     public, private = [], []
@@ -101,6 +111,7 @@ def _withdraw(settings: Settings, sub: str, ses: str, why: str, rows: list[Any])
     """Take a session the run-level gate flagged out of the dataset; its files are quarantined."""
     for base in (settings.bids_dir, settings.bids_dir / "sourcedata" / "dicom"):
         shutil.rmtree(base / session_dir(sub, ses), ignore_errors=True)
+    derived.remove_session_derivatives(settings.bids_dir, sub, ses)
     reason = f"{WITHHELD}: {why}"
     for i, row in enumerate(rows):
         if row[3] == sub and row[4] == ses:
@@ -124,6 +135,9 @@ def finalize(settings: Settings, key: SecretKey, run_id: str) -> dict[str, Any]:
             for rel, f in result.get("files", {}).items():
                 rows.append((rel, f["state"], f["reason"], sub, ses, None))
         sessions = [(sub, ses) for sub, ses, _ in pending]
+        derivative_summaries = [
+            d for sub, ses in sessions if (d := _publish_derivatives(settings, sub, ses))
+        ]
         watch = run_watchlist(settings, sessions)
         for (sub, ses), hit in session_hits(settings, sessions, watch).items():
             _withdraw(settings, sub, ses, str(hit), rows)
@@ -136,6 +150,7 @@ def finalize(settings: Settings, key: SecretKey, run_id: str) -> dict[str, Any]:
         write_dataset_files(
             settings.bids_dir, settings.raw["dataset"], present, settings.deid["age_bands"]
         )
+        derived.write_derivative_datasets(settings.bids_dir, settings.raw["dataset"])
         counts = _manifest(settings, key, state)
         summary = {
             "passerelle": __version__,
@@ -145,6 +160,7 @@ def finalize(settings: Settings, key: SecretKey, run_id: str) -> dict[str, Any]:
             "subjects_in_dataset": len({p[0] for p in present}),
             "files": dict(sorted(counts.items())),
             "reasons": _reasons(state),
+            "derivatives": derived.counts(derivative_summaries),
         }
         write_json(settings.reports_dir / "summary.json", summary)
         check_shared(settings, dataset_files(settings, {s for s, _ in sessions}), watch)

@@ -10,6 +10,7 @@ localrules:
 rule finalize:
     input:
         results=pending_results,
+        derivatives=pending_derivatives,
         config=EFFECTIVE,
     output:
         WORK / "runs" / "{run}.summary.json",
@@ -40,6 +41,7 @@ rule report:
     input:
         summary=WORK / "runs" / "{run}.summary.json",
         validation=WORK / "runs" / "{run}.validation.json",
+        volumes=WORK / "qc" / "{run}.tissue_volumes.png",
         config=EFFECTIVE,
     output:
         WORK / "runs" / "{run}.reported",

@@ -149,12 +149,3 @@ def register(fixed: sitk.Image, moving: sitk.Image, p: RegParams) -> Registratio
             f"registration gave an implausible scale (volume ratio {scale:.2f})"
         )
     return result
-
-
-def warp(
-    moving: sitk.Image, fixed: sitk.Image, reg: Registration, nearest: bool = False
-) -> np.ndarray:
-    """The moving image resampled onto the fixed grid, as a numpy array in nibabel (i, j, k) order."""
-    interp = sitk.sitkNearestNeighbor if nearest else sitk.sitkLinear
-    out = sitk.Resample(as_float(moving), fixed, reg.transform, interp, 0.0, sitk.sitkFloat32)
-    return sitk.GetArrayFromImage(out).T
