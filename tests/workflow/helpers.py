@@ -16,6 +16,10 @@ def run_workflow(
 ) -> subprocess.CompletedProcess[str]:
     # No archive unless a test asks for one (archive=PATH): most tests look at the output only.
     archive = [] if any(e.startswith("archive=") for e in extra) else ["archive="]
+    # No defacing or segmentation either unless asked (derivatives=...): each costs ~10-30 s
+    # per T1w, and the derivative tests run them on their own.
+    if not any(e.startswith("derivatives=") for e in extra):
+        archive.append("derivatives={suffixes: [], segment_suffixes: []}")
     cmd = [
         sys.executable, "-m", "snakemake", "--cores", "2", "--config",
         f"inbox={inbox}", f"output={output}", f"key_file={key_file}", *archive, *extra,

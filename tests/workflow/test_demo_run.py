@@ -9,7 +9,7 @@ import pytest
 
 from passerelle.demo import DEMO_IDENTITIES, DemoSourceError, build_demo_inbox
 
-from .helpers import REPO, read_tsv, run_workflow, work
+from .helpers import REPO, read_tsv, run_workflow, tree_digest, work
 from .leaks import date_forms, fold, grep, leaks
 
 pytestmark = pytest.mark.slow
@@ -40,7 +40,8 @@ def demo_run(key_file: Path, tmp_path_factory: pytest.TempPathFactory):
         build_demo_inbox(base / "inbox", CACHE)
     except DemoSourceError as exc:
         pytest.skip(f"demo sources unavailable: {exc}")
-    proc = run_workflow(base / "inbox", base / "out", key_file)
+    # With the derivatives the demo makes (`make run`): every T1w defaced and segmented.
+    proc = run_workflow(base / "inbox", base / "out", key_file, "derivatives={probseg: true}")
     return base, proc
 
 
@@ -64,3 +65,53 @@ def test_demo_leaves_no_stamped_identity(demo_run) -> None:
     assert "dupont" in needles and "ipp-demo-0001" in needles and "2024-03-04" in needles
     assert leaks(base / "out", work(base / "out"), proc.stdout + proc.stderr, needles) == []
     assert grep(base / "inbox", needles)  # the identities were there to find
+
+
+def test_demo_derivatives_name_existing_sources_and_keep_no_private_path(demo_run) -> None:
+    base, _ = demo_run
+    bids = base / "out" / "bids"
+    deface, seg = (
+        bids / "derivatives" / "passerelle-deface",
+        bids / "derivatives" / "passerelle-seg",
+    )
+    assert len(list(deface.glob("sub-*/ses-*/anat/*_desc-defaced_T1w.nii.gz"))) == 3
+    assert len(list(deface.glob("sub-*/ses-*/anat/*_desc-face_mask.nii.gz"))) == 3
+    for pattern in ("*_desc-brain_mask.nii.gz", "*_dseg.nii.gz", "*_probseg.nii.gz"):
+        assert len(list(seg.glob(f"sub-*/ses-*/anat/{pattern}"))) == 3, pattern
+    derived = [p for d in (deface, seg) for p in d.rglob("*.nii.gz")]
+    for img in derived:
+        side = json.loads(img.with_name(img.name.removesuffix(".nii.gz") + ".json").read_text())
+        assert side["Parameters"]
+        for uri in side["Sources"]:
+            name, _, rel = uri.removeprefix("bids:").partition(":")
+            assert name == "raw" and (bids / rel).is_file(), uri
+    for ds in (deface, seg):
+        desc = json.loads((ds / "dataset_description.json").read_text())
+        assert desc["DatasetType"] == "derivative" and desc["GeneratedBy"][0]["Version"]
+        assert (ds / desc["DatasetLinks"]["raw"] / "dataset_description.json").is_file()
+    volumes = read_tsv(seg / "tissue_volumes.tsv")
+    assert len(volumes) == 3 and all(900 < float(r["Brain_mL"]) < 2500 for r in volumes)
+    # PROV documents: real activities and checksummed entities, no path of this machine.
+    docs = sorted(deface.rglob("*_prov.json"))
+    assert len(docs) == 3
+    for doc in docs:
+        text = doc.read_text()
+        prov = json.loads(text)
+        assert len(prov["activity"]) == 2 and all(
+            len(e["passerelle:sha256"]) == 64 for e in prov["entity"].values()
+        )
+        assert str(base) not in text and "/root" not in text and "/home" not in text
+    qc = sorted((work(base / "out") / "qc").glob("*.png"))
+    assert len(qc) == 3 * 2 + 1
+
+
+def test_demo_derivatives_are_byte_identical_on_a_fresh_run(demo_run, key_file, tmp_path) -> None:
+    base, _ = demo_run
+    run_workflow(base / "inbox", tmp_path / "out", key_file, "derivatives={probseg: true}")
+    for ds in ("passerelle-deface", "passerelle-seg"):
+        a = base / "out" / "bids" / "derivatives" / ds
+        b = tmp_path / "out" / "bids" / "derivatives" / ds
+        assert tree_digest(a) == tree_digest(b), ds
+    qc_a, qc_b = work(base / "out") / "qc", work(tmp_path / "out") / "qc"
+    for png in sorted(qc_a.glob("sub-*.png")):
+        assert png.read_bytes() == (qc_b / png.name).read_bytes(), png.name

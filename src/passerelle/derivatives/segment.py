@@ -82,7 +82,7 @@ class Segmentation:
 
 def brain_mask(fixed: sitk.Image, reg_params: RegParams) -> tuple[np.ndarray, float]:
     t1, brain = _mni()
-    reg = register(fixed, t1, reg_params)
+    reg = register(fixed, t1, reg_params, brain_only=True)
     warped = sitk.Resample(brain, fixed, reg.transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
     mask = sitk.BinaryFillhole(sitk.Cast(warped > 0.5, sitk.sitkUInt8))
     return sitk.GetArrayFromImage(mask).T.astype(bool), reg.metric
