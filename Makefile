@@ -25,8 +25,11 @@ demo-inbox: $(STAMP)
 
 run: $(STAMP) $(KEY) demo-inbox
 	$(BIN)/snakemake --cores $(CORES)
+	@# QC pictures of every session on record (the run's own DAG is empty once it closed).
+	$(BIN)/snakemake qc_report --report $(DEMO)/output/reports/snakemake_report.html
 	@echo "BIDS dataset: $(DEMO)/output/bids"
 	@echo "run report:   $(DEMO)/output/reports/run_report.html"
+	@echo "QC report:    $(DEMO)/output/reports/snakemake_report.html"
 	@echo "archive:      $(DEMO)/archive"
 
 lint: $(STAMP)
