@@ -55,3 +55,35 @@ def run_targets():
 
 def pending_results(wildcards):
     return [WORK / "results" / f"sub-{sub}_ses-{ses}.json" for sub, ses in PLAN.pending]
+
+
+# Derivatives (derivatives.smk): resources of outside models, per-session inputs.
+DERIV = SETTINGS.raw["derivatives"]
+MODELS = {m["name"]: m for m in DERIV["models"]}
+
+
+def model_resource(key, default):
+    return (
+        lambda wildcards: MODELS[wildcards.model].get("resources", {}).get(key, default)
+    )
+
+
+def session_models(wildcards):
+    return [
+        WORK
+        / "derivatives"
+        / f"model-{name}"
+        / f"sub-{wildcards.sub}_ses-{wildcards.ses}.json"
+        for name in sorted(MODELS)
+    ]
+
+
+def pending_derivatives(wildcards):
+    return [
+        WORK / "derivatives" / "prov" / f"sub-{s}_ses-{t}.json" for s, t in PLAN.pending
+    ]
+
+
+def qc_pictures():
+    """Every QC picture on record, so the HTML report covers the dataset, not only a run."""
+    return sorted((WORK / "qc").glob("*.png")) if (WORK / "qc").is_dir() else []

@@ -1,36 +1,5 @@
 # Per session, after conversion: defacing, built-in segmentation, outside models, then one job
 # that checks them against each other, writes the session's provenance and its QC pictures.
-DERIV = SETTINGS.raw["derivatives"]
-MODELS = {m["name"]: m for m in DERIV["models"]}
-
-
-def _model(key, default):
-    return (
-        lambda wildcards: MODELS[wildcards.model].get("resources", {}).get(key, default)
-    )
-
-
-def session_models(wildcards):
-    return [
-        WORK
-        / "derivatives"
-        / f"model-{name}"
-        / f"sub-{wildcards.sub}_ses-{wildcards.ses}.json"
-        for name in sorted(MODELS)
-    ]
-
-
-def pending_derivatives(wildcards):
-    return [
-        WORK / "derivatives" / "prov" / f"sub-{s}_ses-{t}.json" for s, t in PLAN.pending
-    ]
-
-
-def qc_pictures():
-    """Every QC picture on record, so the HTML report covers the dataset, not only a run."""
-    return sorted((WORK / "qc").glob("*.png")) if (WORK / "qc").is_dir() else []
-
-
 rule deface_session:
     input:
         result=WORK / "results" / "sub-{sub}_ses-{ses}.json",
@@ -94,11 +63,11 @@ rule model_session:
         "models"
     conda:
         "../../envs/passerelle.yaml"
-    threads: _model("threads", 1)
+    threads: model_resource("threads", 1)
     resources:
-        mem_mb=_model("mem_mb", 4000),
-        runtime=_model("runtime", 30),
-        gpu=_model("gpu", 0),
+        mem_mb=model_resource("mem_mb", 4000),
+        runtime=model_resource("runtime", 30),
+        gpu=model_resource("gpu", 0),
     shell:
         "python -m passerelle run-model --config {input.config} --model {wildcards.model}"
         " --result {input.result} --staging {input.staging} --out {output.out}"

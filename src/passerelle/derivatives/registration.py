@@ -175,7 +175,7 @@ def register(
     tx, metric = _run(fixed, moving, affine, p, last, smooth, mask)
     result = Registration(sitk.AffineTransform(_flatten(tx)), metric)
     # A skull-stripped template shares less information with a head: a looser bar.
-    bar = p.max_metric / 3 if brain_only else p.max_metric
+    bar = p.max_metric / 6 if brain_only else p.max_metric
     if not np.isfinite(metric) or metric > bar:
         raise RegistrationError(f"registration metric {metric:.3f} past the threshold {bar:g}")
     scale = abs(np.linalg.det(np.asarray(result.matrix())[:3, :3]))
@@ -184,3 +184,23 @@ def register(
             f"registration gave an implausible scale (volume ratio {scale:.2f})"
         )
     return result
+
+
+def refine(
+    fixed: sitk.Image, moving: sitk.Image, start: Registration, mask: sitk.Image, p: RegParams
+) -> Registration:
+    """One more affine pass from start, the metric restricted to mask (on the fixed grid)."""
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(p.threads)
+    fixed, moving = coarse(as_float(fixed)), coarse(as_float(moving))
+    mask = sitk.Resample(mask, fixed, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    tx, metric = _run(
+        fixed, moving, sitk.AffineTransform(start.transform), p, (2, 1), (2.0, 1.0), mask
+    )
+    return Registration(sitk.AffineTransform(_flatten(tx)), metric)
+
+
+def from_matrix(m: np.ndarray) -> sitk.AffineTransform:
+    tx = sitk.AffineTransform(3)
+    tx.SetMatrix([float(v) for v in np.asarray(m)[:3, :3].ravel()])
+    tx.SetTranslation([float(v) for v in np.asarray(m)[:3, 3]])
+    return tx

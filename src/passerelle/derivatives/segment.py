@@ -9,6 +9,7 @@ mask; a mean-field MRF prior (3x3x3 neighbourhood) smooths the labels.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
@@ -21,10 +22,19 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from passerelle.derivatives import nifti
-from passerelle.derivatives.deface import check_geometry
-from passerelle.derivatives.registration import RegParams, coarse, register
+from passerelle.derivatives.deface import _template, check_geometry
+from passerelle.derivatives.registration import (
+    Registration,
+    RegParams,
+    coarse,
+    from_matrix,
+    refine,
+    register,
+)
 
 LABELS = {1: "CSF", 2: "GM", 3: "WM"}
+# pydeface template space -> MNI152 space (scripts/derive_template_link.py).
+LINK = Path(__file__).resolve().parents[1] / "data" / "template_to_mni.json"
 _MNI = "mni_icbm152_{}_tal_nlin_sym_09a_converted.nii.gz"
 
 
@@ -82,7 +92,17 @@ class Segmentation:
 
 def brain_mask(fixed: sitk.Image, reg_params: RegParams) -> tuple[np.ndarray, float]:
     t1, brain = _mni()
-    reg = register(fixed, t1, reg_params, brain_only=True)
+    # Start from the head-to-head registration of defacing (robust: whole head against whole
+    # head) carried into MNI space by the fixed template link, then fit brain to brain with
+    # the metric on that brain and ~1 cm around it, so the face and neck cannot pull it.
+    tpl, _ = _template()
+    head = register(fixed, tpl, reg_params)
+    link = np.asarray(json.loads(LINK.read_text())["matrix"])
+    reg = Registration(from_matrix(link @ np.asarray(head.matrix())), head.metric)
+    first = sitk.Resample(brain, fixed, reg.transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    radius = [max(1, round(10.0 / sp)) for sp in fixed.GetSpacing()]
+    near = sitk.BinaryDilate(sitk.Cast(first > 0.5, sitk.sitkUInt8), radius)
+    reg = refine(fixed, t1, reg, near, reg_params)
     warped = sitk.Resample(brain, fixed, reg.transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
     mask = sitk.BinaryFillhole(sitk.Cast(warped > 0.5, sitk.sitkUInt8))
     return sitk.GetArrayFromImage(mask).T.astype(bool), reg.metric
