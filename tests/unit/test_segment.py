@@ -71,10 +71,14 @@ BUILTIN = f"{sys.executable} -m passerelle segment-image {{input}} {{output}} --
 
 def test_outside_model_runs_through_its_command_template(small_session) -> None:
     result, tmp = small_session
-    out, record = tmp / "ok", tmp / "ok.json"
-    recs = run_model(_cfg(BUILTIN, LABELS), "builtin", result, tmp / "staging", out, record, 1)
-    assert [r["state"] for r in recs] == ["segmented"]
-    made = out / "sub-1/ses-1/anat/sub-1_ses-1_desc-builtin_dseg.nii.gz"
+    made_twice = []
+    for run in ("ok", "again"):
+        out, record = tmp / run, tmp / f"{run}.json"
+        recs = run_model(_cfg(BUILTIN, LABELS), "builtin", result, tmp / "staging", out, record, 1)
+        assert [r["state"] for r in recs] == ["segmented"]
+        made = out / "sub-1/ses-1/anat/sub-1_ses-1_desc-builtin_dseg.nii.gz"
+        made_twice.append(made.read_bytes())
+    assert made_twice[0] == made_twice[1]  # segmentation is deterministic too
     data = np.asanyarray(nib.load(made).dataobj)
     assert set(np.unique(data)) == {0, 1, 2, 3}
     side = json.loads(made.with_name(made.name.replace(".nii.gz", ".json")).read_text())

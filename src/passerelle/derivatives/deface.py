@@ -99,9 +99,9 @@ def pydeface_available() -> bool:
 def deface_with_pydeface(src: Path, defaced: Path, mask: Path) -> dict[str, Any]:
     """pydeface itself (FSL FLIRT), when FSL is installed and the config asks for it."""
     with tempfile.TemporaryDirectory() as tmp:
-        out, msk = Path(tmp) / "defaced.nii.gz", Path(tmp) / "mask.nii.gz"
+        out = Path(tmp) / "defaced.nii.gz"
         subprocess.run(
-            ["pydeface", str(src), "--outfile", str(out), "--force", "--nocleanup"],
+            ["pydeface", str(src), "--outfile", str(out), "--force"],
             check=True,
             capture_output=True,
         )
@@ -109,5 +109,4 @@ def deface_with_pydeface(src: Path, defaced: Path, mask: Path) -> dict[str, Any]
         face = (nifti.raw_data(img) != 0) & (np.asanyarray(got.dataobj) == 0)
         nifti.write_like(img, nifti.raw_data(got), defaced)
         nifti.write_like(img, face.astype(np.uint8), mask, dtype=np.uint8, keep_scaling=False)
-        del msk
     return {"face_voxels": int(face.sum())}

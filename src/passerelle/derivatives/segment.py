@@ -1,8 +1,8 @@
 """Built-in tissue segmentation on CPU: brain mask, N4, then EM with a Markov random field.
 
-The brain mask is the MNI152 2009 (ICBM, nonlinear symmetric) grey+white matter map, carried
-onto the image by the same affine registration used for defacing, with its enclosed holes
-(ventricles) filled. N4 runs on a ~2 mm copy inside the mask; its bias field is evaluated on the
+The brain mask is the MNI152 2009a (ICBM, nonlinear symmetric) grey+white matter map, carried
+onto the image by the defacing registration composed with a fixed template-to-MNI link, then
+refined by a brain-to-brain affine fit, with its enclosed holes (ventricles) filled. N4 runs on a ~2 mm copy inside the mask; its bias field is evaluated on the
 full grid. A three-class Gaussian mixture (CSF < GM < WM on T1w) is fitted by EM inside the
 mask; a mean-field MRF prior (3x3x3 neighbourhood) smooths the labels.
 """
@@ -72,7 +72,8 @@ class SegParams:
             "bias_correction": f"N4, {self.n4_iterations} iterations x 3 levels, ~2 mm",
             "classifier": f"EM Gaussian mixture, 3 classes, {self.iterations} iterations",
             "mrf_beta": self.mrf_beta,
-            "brain_mask": "MNI152 2009a GM+WM > 0.5, affine to the image, holes filled",
+            "brain_mask": "MNI152 2009a GM+WM > 0.5 carried by the defacing registration and "
+            "the template link, refined brain to brain (affine), holes filled",
         }
 
 
