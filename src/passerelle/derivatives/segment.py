@@ -2,9 +2,10 @@
 
 The brain mask is the MNI152 2009a (ICBM, nonlinear symmetric) grey+white matter map, carried
 onto the image by the defacing registration composed with a fixed template-to-MNI link, then
-refined by a brain-to-brain affine fit, with its enclosed holes (ventricles) filled. N4 runs on a ~2 mm copy inside the mask; its bias field is evaluated on the
-full grid. A three-class Gaussian mixture (CSF < GM < WM on T1w) is fitted by EM inside the
-mask; a mean-field MRF prior (3x3x3 neighbourhood) smooths the labels.
+refined by a brain-to-brain affine fit, with its enclosed holes (ventricles) filled. N4 runs
+on a ~2 mm copy inside the mask; its bias field is evaluated on the full grid. A three-class
+Gaussian mixture (CSF < GM < WM on T1w) is fitted by EM inside the mask; a mean-field MRF
+prior (3x3x3 neighbourhood) smooths the labels.
 """
 
 from __future__ import annotations
