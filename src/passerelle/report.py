@@ -51,6 +51,15 @@ def write_run_report(
             ["state", "reason", "files"],
             [[r["state"], r["reason"], r["files"]] for r in summary["reasons"]],
         ),
+        "<h2>Derivatives of this run</h2>",
+        _table(
+            ["dataset and state", "images"],
+            [[k, v] for k, v in summary.get("derivatives", {}).get("images", {}).items()],
+        ),
+        _table(
+            ["quarantined derivative, and why"],
+            [[line] for line in summary.get("derivatives", {}).get("quarantined", [])],
+        ),
         "<h2>Validation</h2>",
         verdict,
         _table(
