@@ -41,7 +41,9 @@ def demo_run(key_file: Path, tmp_path_factory: pytest.TempPathFactory):
     except DemoSourceError as exc:
         pytest.skip(f"demo sources unavailable: {exc}")
     # With the derivatives the demo makes (`make run`): every T1w defaced and segmented.
-    proc = run_workflow(base / "inbox", base / "out", key_file, "derivatives={probseg: true}")
+    proc = run_workflow(
+        base / "inbox", base / "out", key_file, "derivatives={suffixes: [T1w, T2w, FLAIR]}"
+    )
     return base, proc
 
 
@@ -76,7 +78,7 @@ def test_demo_derivatives_name_existing_sources_and_keep_no_private_path(demo_ru
     )
     assert len(list(deface.glob("sub-*/ses-*/anat/*_desc-defaced_T1w.nii.gz"))) == 3
     assert len(list(deface.glob("sub-*/ses-*/anat/*_desc-face_mask.nii.gz"))) == 3
-    for pattern in ("*_desc-brain_mask.nii.gz", "*_dseg.nii.gz", "*_probseg.nii.gz"):
+    for pattern in ("*_desc-brain_mask.nii.gz", "*_dseg.nii.gz"):
         assert len(list(seg.glob(f"sub-*/ses-*/anat/{pattern}"))) == 3, pattern
     derived = [p for d in (deface, seg) for p in d.rglob("*.nii.gz")]
     for img in derived:
