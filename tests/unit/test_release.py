@@ -20,9 +20,10 @@ def test_public_release_replaces_or_removes_raw_anatomy(tmp_path: Path) -> None:
     raw_bad = _write(bids / ses / "anat" / "sub-a_ses-b_run-2_T1w.nii.gz", b"face too")
     _write(raw_bad.with_name("sub-a_ses-b_run-2_T1w.json"), b"{}")
     bold = _write(bids / ses / "func" / "sub-a_ses-b_task-x_bold.nii.gz", b"epi")
-    _write(bids / ses / "sub-a_ses-b_scans.tsv",
-           b"filename\tacq_time\nanat/sub-a_ses-b_run-1_T1w.nii.gz\tn/a\n"
-           b"anat/sub-a_ses-b_run-2_T1w.nii.gz\tn/a\nfunc/sub-a_ses-b_task-x_bold.nii.gz\tn/a\n")  # fmt: skip
+    rows = ["anat/sub-a_ses-b_run-1_T1w.nii.gz", "anat/sub-a_ses-b_run-2_T1w.nii.gz",
+            "func/sub-a_ses-b_task-x_bold.nii.gz"]  # fmt: skip
+    tsv = "filename\tacq_time\n" + "".join(f"{r}\tn/a\n" for r in rows)
+    _write(bids / ses / "sub-a_ses-b_scans.tsv", tsv.encode())
     dicom = _write(bids / "sourcedata" / "dicom" / ses / "1" / "x.dcm", b"dicom")
     defaced = f"{ses}/anat/sub-a_ses-b_run-1_desc-defaced_T1w.nii.gz"
     _write(derivatives_dir(bids) / DEFACE / defaced, b"no face")
