@@ -1,0 +1,335 @@
+"""The risk step of a run, and the remedies finalize applies to the released files.
+
+`evaluate` measures the dataset as it will be released (sessions already published plus this
+run's), under the remedies the config declares, and refuses (fails closed) below target k
+unless the config accepts it with a stated reason. `apply_to_release` then writes the same
+remedies into participants.tsv, the JSON sidecars and the pseudonymised DICOM headers.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pydicom
+
+from passerelle.bids.paths import session_dir
+from passerelle.config import Settings
+from passerelle.errors import ConfigError, PasserelleError
+from passerelle.fsutil import atomic_write_bytes, canonical_json, write_if_changed, write_tsv
+from passerelle.risk.metrics import Record, assess
+from passerelle.risk.quasi import (
+    HEADER_FIELDS,
+    MISSING,
+    header_facts,
+    read_tsv,
+    sensitive_values,
+    site_of,
+    subject_records,
+)
+from passerelle.risk.remedies import OTHER, REMOVED, Level, Remedy, apply_remedy, hierarchies
+from passerelle.state import State
+
+
+class ReleaseRefused(PasserelleError):
+    """The release is below target k and no reason to accept it is configured."""
+
+
+def risk_config(settings: Settings) -> tuple[dict[str, Any], dict[str, list[Level]]]:
+    """The risk section with its hierarchies; a level past the end is one clear line."""
+    cfg = settings.raw["risk"]
+    hier = hierarchies(cfg, settings.deid["age_bands"])
+    for attr, level in cfg["remedies"].items():
+        if level >= len(hier[attr]):
+            raise ConfigError(
+                f"key risk.remedies.{attr}: level {level} does not exist; levels are 0.."
+                f"{len(hier[attr]) - 1} ({', '.join(lv.name for lv in hier[attr])})"
+            )
+    for i, bands in enumerate(cfg["hierarchies"]["age"]):
+        if not bands["bottom"] < bands["top"]:
+            raise ConfigError(f"key risk.hierarchies.age.{i}: bottom must be below top")
+    return cfg, hier
+
+
+def quasi_identifiers(cfg: dict[str, Any]) -> list[str]:
+    # Without configured sites the release says nothing about them: not a quasi-identifier.
+    return [q for q in cfg["quasi_identifiers"] if q != "site" or cfg["sites"]]
+
+
+def _pending(state: State, run_id: str | None) -> set[tuple[str, str]]:
+    if run_id is None:
+        return set()
+    return {(a, b) for a, b, _ in json.loads(state.meta(f"run:{run_id}:pending") or "[]")}
+
+
+def session_facts(settings: Settings, run_id: str | None) -> list[dict[str, Any]]:
+    """Facts of every session the release will hold (published, or staged in this run)."""
+    cfg = settings.raw["risk"]
+    state = State(settings.work / "state.sqlite")
+    try:
+        pending = _pending(state, run_id)
+        rows = state.sessions()
+    finally:
+        state.close()
+    columns = [s["column"] for s in cfg["sensitive"]]
+    sensitive = sensitive_values(settings.bids_dir, columns) if columns else {}
+    facts = []
+    for sub, ses, sex, age, acq_time in rows:
+        where = session_dir(sub, ses)
+        staged = settings.work / "staging" / f"sub-{sub}_ses-{ses}" / where
+        published = settings.bids_dir / where
+        if (sub, ses) in pending:
+            if not staged.is_dir():
+                continue  # nothing of it will be published
+            result = settings.work / "results" / f"sub-{sub}_ses-{ses}.json"
+            if result.is_file():
+                acq_time = json.loads(result.read_text()).get("acq_time") or acq_time
+            folder = staged
+        elif published.is_dir():
+            # Staging keeps what conversion wrote; the published copy may carry remedies.
+            folder = staged if staged.is_dir() else published
+        else:
+            continue
+        spec = settings.work / "specs" / f"sub-{sub}" / f"ses-{ses}.json"
+        paths = (
+            [f[0] for s in json.loads(spec.read_text())["series"] for f in s["files"]]
+            if spec.is_file() and cfg["sites"]
+            else []
+        )
+        facts.append(
+            {
+                "subject": sub,
+                "session": ses,
+                "sex": (sex or "").strip().upper() or None,
+                "age": age,
+                "acq_year": str(acq_time)[:4] if acq_time else None,
+                "site": site_of(paths, cfg["sites"]),
+                "sensitive": {c: sensitive.get(sub, {}).get(c, MISSING) for c in columns},
+                **header_facts(folder),
+            }
+        )
+    return facts
+
+
+def measure(
+    raw: Sequence[Record],
+    cfg: dict[str, Any],
+    hier: dict[str, list[Level]],
+) -> dict[str, Any]:
+    """Risk before and after the configured remedies, as one JSON-ready mapping."""
+    qis = quasi_identifiers(cfg)
+    target = cfg["target_k"]
+    sens = [s["column"] for s in cfg["sensitive"]]
+    numeric = [s["column"] for s in cfg["sensitive"] if s.get("numeric")]
+    remedy = Remedy(dict(cfg["remedies"]), suppress=cfg["suppress"])
+    before = apply_remedy(raw, qis, hier, Remedy(), target, 0.0)
+    after = apply_remedy(raw, qis, hier, remedy, target, cfg["suppression_limit"])
+    risk_after = assess(after.records, qis, target, sens, numeric)
+    accepted = cfg["accept"]["reason"] if cfg["accept"] else None
+    return {
+        "quasi_identifiers": qis,
+        "target_k": target,
+        "before": assess(before.records, qis, target, sens, numeric).as_dict(),
+        "after": risk_after.as_dict(),
+        "remedy": {
+            "levels": {q: remedy.levels.get(q, 0) for q in qis},
+            "described": remedy.describe(hier, qis),
+            "suppressed_records": len(after.suppressed),
+            "values_changed": after.changed,
+        },
+        "released": after.records,
+        "suppressed": after.suppressed,
+        "accepted_below_k": accepted if not risk_after.meets_target else None,
+        "verdict": "meets target"
+        if risk_after.meets_target
+        else ("accepted below target" if accepted else "refused"),
+    }
+
+
+def evaluate(settings: Settings, run_id: str | None) -> dict[str, Any]:
+    cfg, hier = risk_config(settings)
+    return measure(subject_records(session_facts(settings, run_id)), cfg, hier)
+
+
+def refusal(result: dict[str, Any]) -> str | None:
+    """The one line that stops the release, or None when it may go ahead."""
+    if result["verdict"] != "refused":
+        return None
+    after = result["after"]
+    return (
+        f"release refused: k={after['k']} is below the target k={result['target_k']} "
+        f"({after['records_below_k']} of {after['records']} subjects in classes below k); "
+        "see `passerelle risk --plan` for remedies, or set risk.accept.reason"
+    )
+
+
+def public_summary(result: dict[str, Any]) -> dict[str, Any]:
+    """What the research-side report may show: aggregates only, no per-subject row."""
+    return {k: v for k, v in result.items() if k not in ("released", "suppressed")}
+
+
+# ---- applying the remedies to the released files --------------------------------------------
+
+_DICOM_HEADER = {a: kw for a, (_keys, kw) in HEADER_FIELDS.items()}
+
+
+def _sidecar_edit(data: dict[str, Any], record: Record, qis: Sequence[str]) -> dict[str, Any]:
+    out = dict(data)
+    for attr, (keys, _kw) in HEADER_FIELDS.items():
+        if attr not in qis or record[attr] not in (REMOVED, OTHER):
+            continue
+        for key in keys:
+            if key in out:
+                if record[attr] == REMOVED:
+                    del out[key]
+                else:
+                    out[key] = OTHER
+    return out
+
+
+def _age_value(band: Any) -> str | None:
+    if band in (None, REMOVED, MISSING):
+        return None
+    low = str(band).split("-")[0].rstrip("+")
+    return f"{int(low):03d}Y"
+
+
+def _dicom_edit(path: Path, record: Record, qis: Sequence[str]) -> bool:
+    try:
+        ds = pydicom.dcmread(path)
+    except (pydicom.errors.InvalidDicomError, OSError):
+        return False
+    changed = False
+    for attr, kw in _DICOM_HEADER.items():
+        if attr in qis and record[attr] in (REMOVED, OTHER) and kw in ds:
+            if record[attr] == REMOVED:
+                del ds[kw]
+            else:
+                setattr(ds, kw, OTHER)
+            changed = True
+    if "sex" in qis and record["sex"] == REMOVED and ds.get("PatientSex"):
+        ds.PatientSex = ""
+        changed = True
+    if "age" in qis and "PatientAge" in ds:
+        age = _age_value(record["age"])
+        if age is None:
+            del ds["PatientAge"]
+            changed = True
+        elif ds.PatientAge != age:
+            ds.PatientAge = age
+            changed = True
+    if changed:
+        buf = io.BytesIO()
+        ds.save_as(buf)
+        atomic_write_bytes(path, buf.getvalue())  # a new file: the staged hard link is kept
+    return changed
+
+
+def apply_to_release(settings: Settings, result: dict[str, Any], run_id: str) -> dict[str, int]:
+    """Write the remedies into the release; returns files changed per kind."""
+    cfg = settings.raw["risk"]
+    qis = result["quasi_identifiers"]
+    bids = settings.bids_dir
+    released = {r["subject"]: r for r in result["released"]}
+    counts = {"participants": 0, "sidecars": 0, "dicom": 0}
+    rows = read_tsv(bids / "participants.tsv")
+    if rows:
+        header = list(rows[0])
+        if cfg["sites"] and "site" in qis and "site" not in header:
+            header.append("site")
+        out = []
+        for row in rows:
+            r = released.get(row["participant_id"].removeprefix("sub-"))
+            if r is not None:
+                if "age" in qis:
+                    row["age_band"] = _public(r["age"])
+                if "sex" in qis:
+                    row["sex"] = _public(r["sex"])
+                if "site" in header:
+                    row["site"] = _public(r["site"])
+            out.append([row.get(h) for h in header])
+        before = (bids / "participants.tsv").read_bytes()
+        write_tsv(bids / "participants.tsv", header, out)
+        counts["participants"] = int(before != (bids / "participants.tsv").read_bytes())
+        _describe_participants(bids, result, "site" in header)
+    for sub, record in released.items():
+        if not _needs_edit(record, result):
+            continue
+        for path in sorted((bids / f"sub-{sub}").rglob("*.json")):
+            data = json.loads(path.read_text())
+            edited = _sidecar_edit(data, record, qis)
+            if edited != data:
+                text = json.dumps(edited, indent=2, sort_keys=True) + "\n"
+                counts["sidecars"] += write_if_changed(path, text.encode())
+        for path in sorted((bids / "sourcedata" / "dicom" / f"sub-{sub}").rglob("*")):
+            if path.is_file() and not path.name.endswith(".json"):
+                counts["dicom"] += _dicom_edit(path, record, qis)
+    _write_audit(settings, result, run_id, counts)
+    return counts
+
+
+def _needs_edit(record: Record, result: dict[str, Any]) -> bool:
+    qis = result["quasi_identifiers"]
+    if any(record[q] in (REMOVED, OTHER) for q in qis):
+        return True
+    return "age" in qis and result["remedy"]["levels"].get("age", 0) > 0
+
+
+def _public(value: Any) -> Any:
+    return None if value in (REMOVED, MISSING) else value
+
+
+def _describe_participants(bids: Path, result: dict[str, Any], site: bool) -> None:
+    path = bids / "participants.json"
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    age_level = next((d for d in result["remedy"]["described"] if d.startswith("age:")), None)
+    if age_level and "age_band" in data:
+        data["age_band"]["Description"] = (
+            f"age in years at the first session, {age_level.split(': ', 1)[1]}"
+        )
+    if site:
+        data["site"] = {"Description": "acquisition site, or its region when generalised"}
+    write_if_changed(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+
+
+def _write_audit(
+    settings: Settings, result: dict[str, Any], run_id: str, counts: dict[str, int]
+) -> None:
+    """Every remedy, in the public report (aggregates) and the private work area (subjects)."""
+    rows = [
+        [
+            q,
+            result["remedy"]["levels"][q],
+            line.split(": ", 1)[1],
+            result["remedy"]["values_changed"][q],
+        ]
+        for q, line in zip(result["quasi_identifiers"], result["remedy"]["described"], strict=False)
+    ]
+    rows.append(
+        [
+            "(local suppression)",
+            "",
+            "on" if settings.raw["risk"]["suppress"] else "off",
+            result["remedy"]["suppressed_records"],
+        ]
+    )
+    if result["accepted_below_k"]:
+        rows.append(["(accepted below k)", "", result["accepted_below_k"], result["after"]["k"]])
+    write_tsv(
+        settings.reports_dir / "risk_audit.tsv",
+        ["attribute", "level", "remedy", "records_changed"],
+        rows,
+    )
+    private = {
+        "run_id": run_id,
+        "suppressed_subjects": result["suppressed"],
+        "files_changed": counts,
+        "verdict": result["verdict"],
+        "accepted_below_k": result["accepted_below_k"],
+    }
+    write_if_changed(
+        settings.work / "risk" / "audit.json", (canonical_json(private) + "\n").encode()
+    )
