@@ -94,7 +94,8 @@ def cmd_finalize(args: argparse.Namespace) -> int:
     from passerelle.fsutil import write_json
 
     settings = _settings(args)
-    summary = finalize(settings, _key(settings), args.run_id)
+    risk = Path(args.risk) if args.risk else None
+    summary = finalize(settings, _key(settings), args.run_id, risk)
     write_json(Path(args.summary), summary)
     print(json.dumps(summary["files"], sort_keys=True))
     return 0
@@ -325,7 +326,7 @@ def cmd_risk(args: argparse.Namespace) -> int:
     settings = _settings(args)
     result = evaluate(settings, args.run_id)
     if args.out:
-        write_if_changed(Path(args.out), (canonical_json(result) + "\n").encode())
+        write_if_changed(Path(args.out), canonical_json(result).encode())
     if args.pictures:
         from passerelle.risk.pictures import draw_all
 
@@ -436,6 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = with_config(sub.add_parser("finalize", help="publish sessions, write tables and manifest"))
     s.add_argument("--run-id", required=True)
     s.add_argument("--summary", required=True, help="where to write the run summary")
+    s.add_argument("--risk", help="the risk step's result: its remedies are applied")
     s.set_defaults(func=cmd_finalize)
 
     s = with_config(sub.add_parser("validate", help="run the BIDS validator and pybids"))

@@ -30,7 +30,15 @@ from passerelle.risk.quasi import (
     site_of,
     subject_records,
 )
-from passerelle.risk.remedies import OTHER, REMOVED, Level, Remedy, apply_remedy, hierarchies
+from passerelle.risk.remedies import (
+    OTHER,
+    REMOVED,
+    Level,
+    Remedy,
+    apply_remedy,
+    hierarchies,
+    is_suppressed,
+)
 from passerelle.state import State
 
 
@@ -127,7 +135,10 @@ def measure(
     remedy = Remedy(dict(cfg["remedies"]), suppress=cfg["suppress"])
     before = apply_remedy(raw, qis, hier, Remedy(), target, 0.0)
     after = apply_remedy(raw, qis, hier, remedy, target, cfg["suppression_limit"])
-    risk_after = assess(after.records, qis, target, sens, numeric)
+    # Suppressed records single no one out (their quasi-identifiers match anybody): as in ARX
+    # they stay out of the classes, and are counted apart.
+    kept = [r for r in after.records if not is_suppressed(r, qis)]
+    risk_after = assess(kept, qis, target, sens, numeric)
     accepted = cfg["accept"]["reason"] if cfg["accept"] else None
     return {
         "quasi_identifiers": qis,
@@ -262,8 +273,7 @@ def apply_to_release(settings: Settings, result: dict[str, Any], run_id: str) ->
             data = json.loads(path.read_text())
             edited = _sidecar_edit(data, record, qis)
             if edited != data:
-                text = json.dumps(edited, indent=2, sort_keys=True) + "\n"
-                counts["sidecars"] += write_if_changed(path, text.encode())
+                counts["sidecars"] += write_if_changed(path, canonical_json(edited).encode())
         for path in sorted((bids / "sourcedata" / "dicom" / f"sub-{sub}").rglob("*")):
             if path.is_file() and not path.name.endswith(".json"):
                 counts["dicom"] += _dicom_edit(path, record, qis)
@@ -292,7 +302,7 @@ def _describe_participants(bids: Path, result: dict[str, Any], site: bool) -> No
         )
     if site:
         data["site"] = {"Description": "acquisition site, or its region when generalised"}
-    write_if_changed(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+    write_if_changed(path, canonical_json(data).encode())
 
 
 def _write_audit(
@@ -330,6 +340,4 @@ def _write_audit(
         "verdict": result["verdict"],
         "accepted_below_k": result["accepted_below_k"],
     }
-    write_if_changed(
-        settings.work / "risk" / "audit.json", (canonical_json(private) + "\n").encode()
-    )
+    write_if_changed(settings.work / "risk" / "audit.json", canonical_json(private).encode())

@@ -113,6 +113,12 @@ class Applied:
     changed: dict[str, int]  # attribute -> records whose released value differs from raw
 
 
+def is_suppressed(record: Record, qis: Sequence[str]) -> bool:
+    """Every quasi-identifier removed: the record matches any target, so it singles no one out
+    and, as in ARX, stays out of the equivalence classes."""
+    return all(record[q] == REMOVED for q in qis if q not in STRUCTURAL)
+
+
 def generalise(
     raw: Sequence[Record], qis: Sequence[str], hier: dict[str, list[Level]], remedy: Remedy
 ) -> list[Record]:

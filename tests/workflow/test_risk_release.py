@@ -1,0 +1,46 @@
+"""A release below target k fails closed before anything is published; a stated acceptance
+lets it through and is recorded in the audit and the report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from .helpers import read_tsv, run_workflow, work
+from .identities import build
+
+pytestmark = pytest.mark.slow
+REASON = "pilot release to the steering committee, reviewed by the data protection officer"
+
+
+def test_below_k_is_refused_then_accepted_with_a_reason(testdata: Path, key_file: Path, tmp_path):
+    build(testdata, tmp_path / "inbox")
+    out = tmp_path / "out"
+    refuse = tmp_path / "refuse.yaml"
+    refuse.write_text("risk:\n  target_k: 2\n  accept: null\n")
+    proc = run_workflow(tmp_path / "inbox", out, key_file, "--configfile", str(refuse), check=False)
+    assert proc.returncode != 0
+    assert "release refused: k=1 is below the target k=2" in proc.stdout + proc.stderr
+    # Fails closed: not one session published, no run summary, no report.
+    assert not list((out / "bids").glob("sub-*"))
+    assert not list((work(out) / "runs").glob("*.summary.json"))
+    assert not (out / "reports" / "run_report.html").exists()
+
+    accept = tmp_path / "accept.yaml"
+    accept.write_text(f"risk:\n  target_k: 2\n  accept:\n    reason: {REASON}\n")
+    run_workflow(tmp_path / "inbox", out, key_file, "--configfile", str(accept))
+    assert len(list((out / "bids").glob("sub-*"))) == 2
+    risk = json.loads((out / "reports" / "risk.json").read_text())
+    assert risk["verdict"] == "accepted below target"
+    assert risk["after"]["k"] == 1 and risk["target_k"] == 2
+    assert "released" not in risk and "suppressed" not in risk  # no per-subject rows
+    audit = read_tsv(out / "reports" / "risk_audit.tsv")
+    assert any(r["attribute"] == "(accepted below k)" and r["remedy"] == REASON for r in audit)
+    page = (out / "reports" / "run_report.html").read_text()
+    assert REASON in page and "Re-identification risk" in page
+    for name in ("age_pyramid", "sites", "frequencies", "class_sizes"):
+        png = out / "reports" / "risk" / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f'src="risk/{name}.png"' in page
