@@ -394,6 +394,20 @@ def _print_risk(result: dict, plan: dict | None) -> None:
         print("  " + yaml.safe_dump(plan["config"], sort_keys=True).replace("\n", "\n  ").rstrip())
 
 
+def cmd_link(args: argparse.Namespace) -> int:
+    from passerelle.linkage.run import run_link
+
+    settings = _settings(args)
+    cfg = settings.raw["linkage"]
+    if not cfg["non_match"] < cfg["match"]:
+        raise PasserelleError(f"{args.config}: key linkage.non_match: must be below linkage.match")
+    outcome = run_link(settings, _key(settings), Path(args.table), args.mode, Path(args.review))
+    for line in outcome.lines():
+        print(line)
+    print(f"review file: {args.review}")
+    return 0
+
+
 def cmd_demo_inbox(args: argparse.Namespace) -> int:
     from passerelle.demo import build_demo_inbox
 
@@ -533,6 +547,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="write the full result (private: per-subject rows) here")
     s.add_argument("--pictures", help="folder for the PNG pictures")
     s.set_defaults(func=cmd_risk)
+
+    s = with_config(
+        sub.add_parser("link", help="join a warehouse table to the subjects, into phenotype/")
+    )
+    s.add_argument("--table", required=True, help="CSV or TSV from the warehouse, keyed")
+    s.add_argument("--mode", choices=["deterministic", "probabilistic"], default="deterministic")
+    s.add_argument(
+        "--review", required=True, help="where undecided pairs go (keep it on the clinical side)"
+    )
+    s.set_defaults(func=cmd_link)
 
     s = sub.add_parser("demo-inbox", help="build the demo inbox from data PyPI packages ship")
     s.add_argument("dest")
