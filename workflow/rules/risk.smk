@@ -37,7 +37,9 @@ rule risk:
         WORK / "logs" / "risk" / "{run}.log",
     conda:
         "../../envs/passerelle.yaml"
+    params:
+        pictures=lambda wildcards, output: Path(output.age).parent,
     shell:
         "python -m passerelle risk --config {input.config} --run-id {wildcards.run}"
-        " --out {output.risk} --pictures {WORK}/runs/{wildcards.run}.risk > {log} 2>&1"
+        " --out {output.risk} --pictures {params.pictures} > {log} 2>&1"
         " || {{ tail -n 1 {log}; exit 1; }}"
