@@ -7,7 +7,6 @@ released headers, read back from the files, must meet it too.
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import pydicom
@@ -16,23 +15,13 @@ import pytest
 from passerelle.config import _fill_defaults, _schema
 from passerelle.risk.metrics import assess
 from passerelle.risk.planner import plan
-from passerelle.risk.quasi import header_facts, site_of, subject_records
+from passerelle.risk.quasi import header_facts, subject_records
 from passerelle.risk.release import _dicom_edit, measure, quasi_identifiers, refusal
 from passerelle.risk.remedies import REMOVED, Remedy, apply_remedy, hierarchies, is_suppressed
 
-from .dicom_copies import GE_EPI, PHILIPS, SI_MOSAIC_AP, XA30_T1, dicoms, load, save
+from .risk_cohort import BANDS, SITES, build_cohort
 
 pytestmark = pytest.mark.testdata
-BANDS = {"width": 10, "bottom": 18, "top": 90}
-SITES = [
-    {"name": "lyon-north", "match": "LYON_N/*", "region": "auvergne-rhone-alpes"},
-    {"name": "lyon-south", "match": "LYON_S/*", "region": "auvergne-rhone-alpes"},
-    {"name": "grenoble", "match": "GRE/*", "region": "auvergne-rhone-alpes"},
-    {"name": "marseille", "match": "MRS/*", "region": "provence"},
-]
-# (site folder, scanner source, subjects): the Philips is only at the small Grenoble site.
-LAYOUT = [("LYON_N", XA30_T1, 14), ("LYON_S", SI_MOSAIC_AP, 12), ("MRS", GE_EPI, 12),
-          ("GRE", PHILIPS, 2)]  # fmt: skip
 
 
 def _config(**over) -> dict:
@@ -43,35 +32,8 @@ def _config(**over) -> dict:
 
 @pytest.fixture(scope="module")
 def cohort(testdata: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
-    rng = random.Random(7)
     root = tmp_path_factory.mktemp("cohort")
-    facts = []
-    n = 0
-    for site, source, count in LAYOUT:
-        src = dicoms(testdata, source, 1)[0]
-        for _ in range(count):
-            n += 1
-            ds = load(src)
-            ds.PatientName = f"SYNTH^PATIENT{n:03d}"
-            ds.PatientID = f"IPP{880000 + n}"
-            ds.PatientSex = rng.choice("MF")
-            age = 93 if n == 5 else rng.randint(25, 84)  # one very old patient
-            ds.PatientAge = f"{age:03d}Y"
-            ds.BodyPartExamined = "KNEE" if n == 9 else "BRAIN"  # one rare body part
-            rel = f"{site}/P{n:03d}/{src.name.removesuffix('.gz')}"
-            save(ds, root / rel)
-            facts.append(
-                {
-                    "subject": f"{n:03d}",
-                    "session": "01",
-                    "sex": ds.PatientSex,
-                    "age": age,
-                    "acq_year": None,
-                    "site": site_of([rel], SITES),
-                    **header_facts((root / rel).parent),
-                }
-            )
-    return root, facts
+    return root, build_cohort(testdata, root)
 
 
 def test_cohort_has_the_rare_categories(cohort):
@@ -106,7 +68,6 @@ def test_plan_reaches_the_target_and_the_released_headers_meet_it(cohort):
     assert any(s.startswith("step 1: ") for s in p.steps)
     applied = apply_remedy(records, qis, hier, p.remedy, cfg["target_k"], cfg["suppression_limit"])
     kept = [r for r in applied.records if not is_suppressed(r, qis)]
-    print("\n".join(p.steps))
     assert len(applied.suppressed) <= cfg["suppression_limit"] * len(records)
     assert assess(kept, qis, cfg["target_k"]).k >= cfg["target_k"]
     # The least generalisation: no attribute taken further than needed for k.

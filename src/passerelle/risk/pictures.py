@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt
 
 from passerelle.fsutil import write_if_changed
 from passerelle.risk.metrics import Record, classes
+from passerelle.risk.remedies import REMOVED, is_suppressed
 
 PICTURES = ("age_pyramid", "sites", "frequencies", "class_sizes")
 SMALL, FINE = "#c0392b", "#2e86c1"
@@ -48,7 +49,7 @@ def age_pyramid(records: Sequence[Record], path: Path) -> None:
     if any(other.values()):
         ax.barh(y, [other[b] for b in bands], left=[female[b] for b in bands],
                 color="#aaaaaa", label="other / removed")  # fmt: skip
-    ax.set_yticks(list(y), bands)
+    ax.set_yticks(list(y), ["removed" if b == REMOVED else b for b in bands])
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_xlabel("subjects (M left, F right)")
     ax.set_title("Age band by sex, as released")
@@ -59,7 +60,7 @@ def age_pyramid(records: Sequence[Record], path: Path) -> None:
 
 def _bars(ax: Any, counts: Counter[str], k: int, title: str) -> None:
     items = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:20]
-    names = [n for n, _ in items] or ["(none)"]
+    names = ["removed" if n == REMOVED else n for n, _ in items] or ["(none)"]
     values = [v for _, v in items] or [0]
     ax.barh(range(len(names)), values, color=[SMALL if v < k else FINE for v in values])
     ax.set_yticks(range(len(names)), names, fontsize="small")
@@ -86,14 +87,22 @@ def frequencies(records: Sequence[Record], k: int, path: Path) -> None:
 
 
 def class_sizes(records: Sequence[Record], qis: Sequence[str], k: int, path: Path) -> None:
-    sizes = Counter(classes(records, qis).values())
+    # Suppressed records join no class (they match anybody), as in the figures.
+    kept = [r for r in records if not is_suppressed(r, qis)]
+    sizes = Counter(classes(kept, qis).values())
     xs = sorted(sizes)
     fig, ax = plt.subplots(figsize=(6, 3))
     ax.bar([str(x) for x in xs], [sizes[x] for x in xs],
            color=[SMALL if x < k else FINE for x in xs])  # fmt: skip
     ax.set_xlabel("class size (subjects sharing every quasi-identifier)")
     ax.set_ylabel("classes")
-    ax.set_title(f"Equivalence class sizes against target k={k} (red: below k)")
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    gone = len(records) - len(kept)
+    ax.set_title(
+        f"Class sizes against target k={k} (red: below k)"
+        + (f"; {gone} suppressed" if gone else ""),
+        fontsize="medium",
+    )
     fig.tight_layout()
     _save(fig, path)
 
