@@ -390,17 +390,18 @@ def _print_risk(result: dict, plan: dict | None) -> None:
         print("\nplan (greedy, least generalisation first):")
         for step in plan["steps"]:
             print(f"  {step}")
-        print("config to apply it:")
-        print("  " + yaml.safe_dump(plan["config"], sort_keys=True).replace("\n", "\n  ").rstrip())
+        if plan["reached"]:
+            print("config to apply it:")
+            text = yaml.safe_dump(plan["config"], sort_keys=True)
+            print("  " + text.replace("\n", "\n  ").rstrip())
+        else:
+            print("the target cannot be reached by these hierarchies and suppression limit")
 
 
 def cmd_link(args: argparse.Namespace) -> int:
     from passerelle.linkage.run import run_link
 
     settings = _settings(args)
-    cfg = settings.raw["linkage"]
-    if not cfg["non_match"] < cfg["match"]:
-        raise PasserelleError(f"{args.config}: key linkage.non_match: must be below linkage.match")
     outcome = run_link(settings, _key(settings), Path(args.table), args.mode, Path(args.review))
     for line in outcome.lines():
         print(line)

@@ -120,3 +120,20 @@ def test_bad_level_is_one_line():
     )
     with pytest.raises(ConfigError, match=r"risk.remedies.model: level 9 does not exist"):
         risk_config(settings)  # type: ignore[arg-type]
+
+
+def test_pictures_are_byte_identical_and_show_the_release(cohort, tmp_path):
+    from passerelle.risk.pictures import draw_all
+
+    _root, facts = cohort
+    records = subject_records(facts)
+    cfg = _config(remedies={"model": 1}, suppress=False)
+    result = measure(records, cfg, hierarchies(cfg, BANDS))
+    first = draw_all(result, tmp_path / "a")
+    second = draw_all(result, tmp_path / "b")
+    for a, b in zip(first, second, strict=True):
+        assert a.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert a.read_bytes() == b.read_bytes(), a.name
+    # The released view: the Philips seen at one site only is drawn as Other, not by name.
+    assert {r["model"] for r in result["released"]} >= {"Other"}
+    assert not any("Ingenia" in str(r["model"]) for r in result["released"])

@@ -4,11 +4,13 @@ lets it through and is recorded in the audit and the report."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from .helpers import read_tsv, run_workflow, work
+from .helpers import REPO, read_tsv, run_workflow, work
 from .identities import build
 
 pytestmark = pytest.mark.slow
@@ -44,3 +46,14 @@ def test_below_k_is_refused_then_accepted_with_a_reason(testdata: Path, key_file
         png = out / "reports" / "risk" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f'src="risk/{name}.png"' in page
+
+    # By hand: the same figures, and a plan that says why the target cannot be reached.
+    cmd = [sys.executable, "-m", "passerelle", "risk", "--config", "config/config.yaml",
+           "--set", f"inbox={tmp_path / 'inbox'}", "--set", f"output={out}",
+           "--set", f"key_file={key_file}", "--set", "risk.target_k=2",
+           "--plan", "--json"]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=True)
+    by_hand = json.loads(proc.stdout)
+    assert by_hand["after"]["k"] == 1 and by_hand["target_k"] == 2
+    assert by_hand["plan"]["steps"][0] == "start: k=1, 2 of 2 records in classes below k=2"
+    assert not by_hand["plan"]["reached"]  # two subjects with 2 and 1 sessions: never k=2

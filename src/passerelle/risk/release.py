@@ -18,7 +18,7 @@ import pydicom
 
 from passerelle.bids.paths import session_dir
 from passerelle.config import Settings
-from passerelle.errors import ConfigError, PasserelleError
+from passerelle.errors import PasserelleError
 from passerelle.fsutil import atomic_write_bytes, canonical_json, write_if_changed, write_tsv
 from passerelle.risk.metrics import Record, assess
 from passerelle.risk.quasi import (
@@ -36,6 +36,7 @@ from passerelle.risk.remedies import (
     Level,
     Remedy,
     apply_remedy,
+    check_config,
     hierarchies,
     is_suppressed,
 )
@@ -47,19 +48,10 @@ class ReleaseRefused(PasserelleError):
 
 
 def risk_config(settings: Settings) -> tuple[dict[str, Any], dict[str, list[Level]]]:
-    """The risk section with its hierarchies; a level past the end is one clear line."""
+    """The risk section (checked when the config was loaded) with its hierarchies."""
     cfg = settings.raw["risk"]
-    hier = hierarchies(cfg, settings.deid["age_bands"])
-    for attr, level in cfg["remedies"].items():
-        if level >= len(hier[attr]):
-            raise ConfigError(
-                f"key risk.remedies.{attr}: level {level} does not exist; levels are 0.."
-                f"{len(hier[attr]) - 1} ({', '.join(lv.name for lv in hier[attr])})"
-            )
-    for i, bands in enumerate(cfg["hierarchies"]["age"]):
-        if not bands["bottom"] < bands["top"]:
-            raise ConfigError(f"key risk.hierarchies.age.{i}: bottom must be below top")
-    return cfg, hier
+    check_config(cfg, settings.deid["age_bands"], "config")
+    return cfg, hierarchies(cfg, settings.deid["age_bands"])
 
 
 def quasi_identifiers(cfg: dict[str, Any]) -> list[str]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from passerelle.deid.dates import age_band
+from passerelle.errors import ConfigError
 from passerelle.risk.metrics import Record, classes
 
 REMOVED = "*"
@@ -88,6 +89,20 @@ def hierarchies(config: dict[str, Any], age_bands: dict[str, int]) -> dict[str, 
         ],
         "n_sessions": [Level("exact (shown by the session folders)", _raw)],
     }
+
+
+def check_config(cfg: dict[str, Any], age_bands: dict[str, int], source: str) -> None:
+    """What the schema cannot say, in one line: bands in order, levels that exist."""
+    for i, bands in enumerate(cfg["hierarchies"]["age"]):
+        if not bands["bottom"] < bands["top"]:
+            raise ConfigError(f"{source}: key risk.hierarchies.age.{i}: bottom must be below top")
+    hier = hierarchies(cfg, age_bands)
+    for attr, level in sorted(cfg["remedies"].items()):
+        if level >= len(hier[attr]):
+            raise ConfigError(
+                f"{source}: key risk.remedies.{attr}: level {level} does not exist; levels are "
+                f"0..{len(hier[attr]) - 1} ({', '.join(lv.name for lv in hier[attr])})"
+            )
 
 
 def _band_name(b: dict[str, int]) -> str:
