@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pydicom
 import pytest
 
 from .helpers import REPO, read_tsv, run_workflow, work
@@ -46,6 +47,24 @@ def test_below_k_is_refused_then_accepted_with_a_reason(testdata: Path, key_file
         png = out / "reports" / "risk" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f'src="risk/{name}.png"' in page
+
+    # Both subjects' scanner models are rare (fewer than 3 subjects): Other in every header.
+    sidecars = sorted((out / "bids").glob("sub-*/ses-*/*/*.json"))
+    assert sidecars and all(
+        json.loads(p.read_text()).get("ManufacturersModelName") in ("Other", None) for p in sidecars
+    )
+    dicom = sorted((out / "bids" / "sourcedata").rglob("*.dcm"))
+    assert {str(pydicom.dcmread(p, stop_before_pixels=True).get("ManufacturerModelName"))
+            for p in dicom} == {"Other"}  # fmt: skip
+    # A policy change alone is a new release: lowering the remedy restores the recorded names.
+    lower = tmp_path / "lower.yaml"
+    lower.write_text(accept.read_text() + "  remedies: {model: 0, software: 0}\n")
+    run_workflow(tmp_path / "inbox", out, key_file, "--configfile", str(lower))
+    models = {json.loads(p.read_text()).get("ManufacturersModelName") for p in sidecars}
+    assert "Other" not in models and models - {None}
+    assert "Other" not in {
+        str(pydicom.dcmread(p, stop_before_pixels=True).get("ManufacturerModelName")) for p in dicom
+    }
 
     # By hand: the same figures, and a plan that says why the target cannot be reached.
     cmd = [sys.executable, "-m", "passerelle", "risk", "--config", "config/config.yaml",

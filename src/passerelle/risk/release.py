@@ -200,11 +200,12 @@ def _age_value(band: Any) -> str | None:
     return f"{int(low):03d}Y"
 
 
-def _dicom_edit(path: Path, record: Record, qis: Sequence[str]) -> bool:
+def _dicom_edited(src: Path, record: Record, qis: Sequence[str]) -> bytes | None:
+    """The file with the remedies in its header, or None when they change nothing in it."""
     try:
-        ds = pydicom.dcmread(path)
+        ds = pydicom.dcmread(src)
     except (pydicom.errors.InvalidDicomError, OSError):
-        return False
+        return None
     changed = False
     for attr, kw in _DICOM_HEADER.items():
         if attr in qis and record[attr] in (REMOVED, OTHER) and kw in ds:
@@ -224,11 +225,57 @@ def _dicom_edit(path: Path, record: Record, qis: Sequence[str]) -> bool:
         elif ds.PatientAge != age:
             ds.PatientAge = age
             changed = True
-    if changed:
-        buf = io.BytesIO()
-        ds.save_as(buf)
-        atomic_write_bytes(path, buf.getvalue())  # a new file: the staged hard link is kept
-    return changed
+    if not changed:
+        return None
+    buf = io.BytesIO()
+    ds.save_as(buf)
+    return buf.getvalue()
+
+
+def _dicom_edit(path: Path, record: Record, qis: Sequence[str]) -> bool:
+    """Apply the remedies to one file in place."""
+    data = _dicom_edited(path, record, qis)
+    if data is not None:
+        atomic_write_bytes(path, data)
+    return data is not None
+
+
+def _published_files(settings: Settings, sub: str) -> list[tuple[Path, Path]]:
+    """(published file, what conversion or pseudonymisation wrote) of a subject's sidecars
+    and DICOM; the published copy is its own source when the work area no longer has it."""
+    bids, work = settings.bids_dir, settings.work
+    out = []
+    for ses_dir in sorted((bids / f"sub-{sub}").glob("ses-*")):
+        name = f"sub-{sub}_{ses_dir.name}"
+        where = Path(f"sub-{sub}") / ses_dir.name
+        staged = work / "staging" / name / where
+        for pub in sorted(ses_dir.rglob("*.json")):
+            src = staged / pub.relative_to(ses_dir)
+            out.append((pub, src if src.is_file() else pub))
+        pseudo = work / "pseudo" / name / "sourcedata" / "dicom" / where
+        published = bids / "sourcedata" / "dicom" / where
+        for pub in sorted(p for p in published.rglob("*") if p.is_file()):
+            src = pseudo / pub.relative_to(published)
+            out.append((pub, src if src.is_file() else pub))
+    return out
+
+
+def _remedy_files(
+    settings: Settings, sub: str, record: Record, qis: Sequence[str]
+) -> dict[str, int]:
+    """Rewrite a subject's published files from their sources with the remedies: a remedy
+    lowered since the last release is undone as surely as a new one is applied."""
+    counts = {"sidecars": 0, "dicom": 0}
+    for pub, src in _published_files(settings, sub):
+        if pub.suffix == ".json":
+            data = json.loads(src.read_text())
+            edited = _sidecar_edit(data, record, qis)
+            text = canonical_json(edited).encode() if edited != data else src.read_bytes()
+            counts["sidecars"] += write_if_changed(pub, text)
+        else:
+            data = _dicom_edited(src, record, qis)
+            counts["dicom"] += write_if_changed(pub, src.read_bytes() if data is None else data)
+    return counts
 
 
 def apply_to_release(settings: Settings, result: dict[str, Any], run_id: str) -> dict[str, int]:
@@ -258,26 +305,26 @@ def apply_to_release(settings: Settings, result: dict[str, Any], run_id: str) ->
         write_tsv(bids / "participants.tsv", header, out)
         counts["participants"] = int(before != (bids / "participants.tsv").read_bytes())
         _describe_participants(bids, result, "site" in header)
+    # Only subjects new in this run or whose released values moved since the last release.
+    applied_path = settings.work / "risk" / "applied.json"
+    previous = json.loads(applied_path.read_text()) if applied_path.is_file() else {}
+    fresh = {sub for sub, _ses in _pending_of(settings, run_id)}
     for sub, record in released.items():
-        if not _needs_edit(record, result):
+        if sub not in fresh and previous.get(sub) == record:
             continue
-        for path in sorted((bids / f"sub-{sub}").rglob("*.json")):
-            data = json.loads(path.read_text())
-            edited = _sidecar_edit(data, record, qis)
-            if edited != data:
-                counts["sidecars"] += write_if_changed(path, canonical_json(edited).encode())
-        for path in sorted((bids / "sourcedata" / "dicom" / f"sub-{sub}").rglob("*")):
-            if path.is_file() and not path.name.endswith(".json"):
-                counts["dicom"] += _dicom_edit(path, record, qis)
+        for kind, n in _remedy_files(settings, sub, record, qis).items():
+            counts[kind] += n
+    write_if_changed(applied_path, canonical_json(released).encode())
     _write_audit(settings, result, run_id, counts)
     return counts
 
 
-def _needs_edit(record: Record, result: dict[str, Any]) -> bool:
-    qis = result["quasi_identifiers"]
-    if any(record[q] in (REMOVED, OTHER) for q in qis):
-        return True
-    return "age" in qis and result["remedy"]["levels"].get("age", 0) > 0
+def _pending_of(settings: Settings, run_id: str) -> set[tuple[str, str]]:
+    state = State(settings.work / "state.sqlite")
+    try:
+        return _pending(state, run_id)
+    finally:
+        state.close()
 
 
 def _public(value: Any) -> Any:
