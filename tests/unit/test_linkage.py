@@ -222,3 +222,17 @@ def test_undeclared_free_text_is_refused(site, tmp_path):
     s = SimpleNamespace(**{**vars(settings), "raw": {"linkage": cfg}})
     outcome = run_link(s, KEY, table, "deterministic", tmp_path / "r.tsv")
     assert outcome.rejected == {"notes": "free text, not declared free_text in linkage.columns"}
+
+
+def test_a_small_table_still_links_exact_agreement():
+    """EM cannot separate m from u on a handful of pairs: the priors keep it sensible."""
+    from passerelle.linkage.encode import CLINICAL_FIELDS, encode_record
+    from passerelle.linkage.fs import link
+
+    people = [{"family": "Dupont", "given": "Jeanne", "birth_date": "19780512", "sex": "F"},
+              {"family": "Moreau", "given": "Lucien", "birth_date": "19610923", "sex": "M"}]  # fmt: skip
+    other = {"family": "Durand", "given": "Paul", "birth_date": "19500101", "sex": "M"}
+    left = [encode_record(KEY, p, CLINICAL_FIELDS) for p in [*people, other]]
+    right = [encode_record(KEY, p, CLINICAL_FIELDS) for p in people]
+    decisions, _model = link(left, right, CLINICAL_FIELDS)
+    assert {(d.left, d.right) for d in decisions if d.status == "match"} == {(0, 0), (1, 1)}

@@ -99,31 +99,49 @@ class Model:
         )
 
 
-def estimate(patterns: Counter[Pattern], fields: Sequence[Field], iterations: int = 200) -> Model:
-    """EM over the distinct comparison patterns (weighted by their counts)."""
-    eps = 1e-6
-    nlev = [levels(f) for f in fields]
-    total = sum(patterns.values())
-    # Start: matches agree, non-matches look like the candidate pairs as a whole.
-    m = [[0.05] * (n - 1) + [1 - 0.05 * (n - 1)] for n in nlev]
-    u = []
-    for f, n in enumerate(nlev):
-        seen = Counter()
+def level_shares(patterns: Counter[Pattern], fields: Sequence[Field]) -> list[list[float]]:
+    """Per field, the share of each comparison level among the patterns given."""
+    out = []
+    for f, n in enumerate(levels(fd) for fd in fields):
+        seen: Counter[int] = Counter()
         for pat, c in patterns.items():
             if pat[f] is not None:
                 seen[pat[f]] += c
         s = sum(seen.values()) or 1
-        u.append([max(seen[lv] / s, eps) for lv in range(n)])
-    p = 0.1
+        out.append([max(seen[lv] / s, 1e-6) for lv in range(n)])
+    return out
+
+
+def estimate(
+    patterns: Counter[Pattern],
+    fields: Sequence[Field],
+    u_prior: list[list[float]] | None = None,
+    p_prior: float = 0.1,
+    prior_pairs: float = 10.0,
+    iterations: int = 200,
+) -> Model:
+    """EM over the distinct comparison patterns (weighted by their counts).
+
+    The priors (matches agree; non-matches look like random pairs of the two tables; the share
+    of matches a one-to-one link allows) weigh as `prior_pairs` pairs: nothing next to
+    thousands of candidates, but they keep a small table from an unidentifiable model.
+    """
+    eps = 1e-6
+    nlev = [levels(f) for f in fields]
+    total = sum(patterns.values())
+    m0 = [[0.05] * (n - 1) + [1 - 0.05 * (n - 1)] for n in nlev]
+    u0 = u_prior or level_shares(patterns, fields)
+    m, u, p = m0, u0, p_prior
     done = 0
     for done in range(1, iterations + 1):
         model = Model(m, u, p, done)
         resp = {pat: model.posterior(pat) for pat in patterns}
         wm = sum(resp[pat] * c for pat, c in patterns.items())
-        new_p = min(max(wm / total, eps), 1 - eps)
+        new_p = min(max((wm + prior_pairs * p_prior) / (total + prior_pairs), eps), 1 - eps)
         new_m, new_u = [], []
-        for f, n in enumerate(nlev):
-            cm, cu = [eps] * n, [eps] * n
+        for f in range(len(nlev)):
+            cm = [eps + prior_pairs * x for x in m0[f]]
+            cu = [eps + prior_pairs * x for x in u0[f]]
             for pat, c in patterns.items():
                 if pat[f] is not None:
                     cm[pat[f]] += resp[pat] * c
@@ -137,6 +155,21 @@ def estimate(patterns: Counter[Pattern], fields: Sequence[Field], iterations: in
         if change < 1e-9:
             break
     return Model(m, u, p, done)
+
+
+def _random_pairs(
+    left: Sequence[Encoded], right: Sequence[Encoded], fields: Sequence[Field], n: int = 20_000
+) -> Counter[Pattern]:
+    """Comparison patterns of random pairs (all pairs for small tables): almost all
+    non-matches, so their level shares are the u prior. Seeded: same inputs, same model."""
+    import random
+
+    if len(left) * len(right) <= n:
+        pairs = [(i, j) for i in range(len(left)) for j in range(len(right))]
+    else:
+        rng = random.Random(0)
+        pairs = [(rng.randrange(len(left)), rng.randrange(len(right))) for _ in range(n)]
+    return Counter(compare(left[i], right[j], fields) for i, j in pairs)
 
 
 @dataclass(frozen=True)
@@ -159,7 +192,12 @@ def link(
     """Every candidate pair with its decision; non-matches are returned too (for counts)."""
     pairs = candidate_pairs(left, right, fields)
     patterns = {pair: compare(left[pair[0]], right[pair[1]], fields) for pair in pairs}
-    model = estimate(Counter(patterns.values()), fields)
+    model = estimate(
+        Counter(patterns.values()),
+        fields,
+        u_prior=level_shares(_random_pairs(left, right, fields), fields),
+        p_prior=min(max(min(len(left), len(right)) / max(len(pairs), 1), 1e-4), 0.9),
+    )
     scored = sorted(
         ((model.posterior(pat), model.weight(pat), pair) for pair, pat in patterns.items()),
         key=lambda t: (-t[0], -t[1], t[2]),

@@ -140,7 +140,8 @@ def run_link(
         id_col = cfg["id_column"]
         if id_col not in header:
             raise PasserelleError(f"{table}: no column {id_col!r} (linkage.id_column)")
-        reserved = [id_col]
+        # Encodings a warehouse may send along are not data either.
+        reserved = [id_col, *encoded_columns(CLINICAL_FIELDS)]
         matches = {
             i: label
             for i, r in enumerate(rows)
@@ -154,7 +155,7 @@ def run_link(
                 f"{table}: keyed encodings missing ({', '.join(missing)}); encode the table "
                 "with scripts/warehouse_encode.py"
             )
-        reserved = needed
+        reserved = [*needed, cfg["id_column"]]
         identities = imaging_identities(settings, sorted(subjects))
         imaging = {s: encode_record(key, v, CLINICAL_FIELDS) for s, v in identities.items()}
         matches, review = link_rows(rows, imaging, CLINICAL_FIELDS, cfg["match"], cfg["non_match"])
