@@ -229,8 +229,10 @@ def test_a_small_table_still_links_exact_agreement():
     from passerelle.linkage.encode import CLINICAL_FIELDS, encode_record
     from passerelle.linkage.fs import link
 
-    people = [{"family": "Dupont", "given": "Jeanne", "birth_date": "19780512", "sex": "F"},
-              {"family": "Moreau", "given": "Lucien", "birth_date": "19610923", "sex": "M"}]  # fmt: skip
+    people = [
+        {"family": "Dupont", "given": "Jeanne", "birth_date": "19780512", "sex": "F"},
+        {"family": "Moreau", "given": "Lucien", "birth_date": "19610923", "sex": "M"},
+    ]
     other = {"family": "Durand", "given": "Paul", "birth_date": "19500101", "sex": "M"}
     left = [encode_record(KEY, p, CLINICAL_FIELDS) for p in [*people, other]]
     right = [encode_record(KEY, p, CLINICAL_FIELDS) for p in people]
