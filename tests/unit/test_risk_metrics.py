@@ -65,3 +65,11 @@ def test_arx_risks_follow_their_definitions():
     assert risk.journalist["highest"] == pytest.approx(0.1)
     assert risk.prosecutor["highest"] == 1.0
     assert not risk.meets_target
+
+
+def test_numeric_values_read_as_text_keep_their_order():
+    records = [{"q": "a", "v": v} for v in ("100", "20", "3")] + [{"q": "b", "v": "20"}] * 3
+    as_numbers = [{**r, "v": int(r["v"])} for r in records]
+    assert t_closeness(records, ["q"], "v", ordered=True) == pytest.approx(
+        t_closeness(as_numbers, ["q"], "v", ordered=True)
+    )

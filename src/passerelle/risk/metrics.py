@@ -51,7 +51,7 @@ def t_closeness(
     Categorical values: equal ground distance (half the L1 distance). Numeric (ordered)
     values: ordered distance, the cumulative differences over the sorted values / (m - 1).
     """
-    values = sorted({r[sensitive] for r in records})
+    values = sorted({r[sensitive] for r in records}, key=_order if ordered else str)
     m, n = len(values), len(records)
     if m < 2:
         return 0.0
@@ -71,6 +71,14 @@ def t_closeness(
             emd = 0.5 * sum(abs(qi - pi) for qi, pi in zip(q, p, strict=True))
         worst = max(worst, emd)
     return worst
+
+
+def _order(value: Any) -> tuple[int, float, str]:
+    """Numbers in numeric order (read from a table they may be text), anything else after."""
+    try:
+        return (0, float(value), "")
+    except (TypeError, ValueError):
+        return (1, 0.0, str(value))
 
 
 @dataclass(frozen=True)
