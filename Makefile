@@ -25,11 +25,13 @@ demo-inbox: $(STAMP)
 
 run: $(STAMP) $(KEY) demo-inbox
 	$(BIN)/snakemake --cores $(CORES)
-	@# QC pictures of every session on record (the run's own DAG is empty once it closed).
-	$(BIN)/snakemake qc_report --report $(DEMO)/output/reports/snakemake_report.html
+	# The HTML report of the last run (its risk pictures) and the QC pictures of every session
+	# on record (qc_report), even when nothing was to do.
+	last=$$(ls -t $(CURDIR)/$(DEMO)/output.work/runs/*.done 2>/dev/null | head -n 1); \
+	$(BIN)/snakemake --report $(DEMO)/output/reports/snakemake_report.html $$last qc_report
 	@echo "BIDS dataset: $(DEMO)/output/bids"
 	@echo "run report:   $(DEMO)/output/reports/run_report.html"
-	@echo "QC report:    $(DEMO)/output/reports/snakemake_report.html"
+	@echo "HTML report:  $(DEMO)/output/reports/snakemake_report.html"
 	@echo "archive:      $(DEMO)/archive"
 
 lint: $(STAMP)

@@ -10,6 +10,7 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/convert.smk"
 include: "workflow/rules/derivatives.smk"
+include: "workflow/rules/risk.smk"
 include: "workflow/rules/finalize.smk"
 include: "workflow/rules/archive.smk"
 

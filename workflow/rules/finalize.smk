@@ -11,6 +11,7 @@ rule finalize:
     input:
         results=pending_results,
         derivatives=pending_derivatives,
+        risk=WORK / "runs" / "{run}.risk.json",
         config=EFFECTIVE,
     output:
         WORK / "runs" / "{run}.summary.json",
@@ -20,7 +21,7 @@ rule finalize:
         "../../envs/passerelle.yaml"
     shell:
         "python -m passerelle finalize --config {input.config} --run-id {wildcards.run}"
-        " --summary {output} > {log} 2>&1"
+        " --risk {input.risk} --summary {output} > {log} 2>&1"
 
 
 rule validate:
