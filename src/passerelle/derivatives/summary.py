@@ -23,6 +23,14 @@ def _rel_work(path: Path, work: Path) -> str:
         return path.name
 
 
+def _threads(raw_cfg: dict[str, Any], kind: str) -> int:
+    cfg = raw_cfg["derivatives"]
+    if kind in _DATASET:
+        return int(cfg[kind]["threads"])
+    model = next((m for m in cfg["models"] if m["name"] == kind), {})
+    return int(model.get("resources", {}).get("threads", 1))
+
+
 def _brain_overlap(deface_dir: Path, seg_dir: Path, anat: layout.Anat) -> int | None:
     """Voxels both under the face mask and in the brain mask; None without both."""
     face, brain = deface_dir / anat.face_mask, seg_dir / anat.brain_mask
@@ -88,6 +96,8 @@ def summarise_session(
                         "staging": _rel_work(staging, work),
                         "out": _rel_work(dirs[path], work),
                         "record": _rel_work(path, work),
+                        "threads": str(_threads(raw_cfg, kind)),
+                        **({} if kind in _DATASET else {"model": kind}),
                     },
                 ),
                 "parameters": rec["parameters"],
