@@ -48,6 +48,13 @@ def _swap(tmp: Path, dst: Path) -> None:
         shutil.rmtree(tmp)
 
 
+def _prune(folder: Path, stop: Path) -> None:
+    """Remove empty folders from folder up to (not including) stop."""
+    while folder != stop and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+        folder = folder.parent
+
+
 def _source_dirs(work: Path, sub: str, ses: str, models: list[str]) -> dict[str, list[Path]]:
     name = f"sub-{sub}_ses-{ses}"
     out = {DEFACE: [work / "derivatives" / "deface" / name]}
@@ -63,8 +70,7 @@ def publish_session_derivatives(
     summary_file = summary_path(work, sub, ses)
     where = session_dir(sub, ses)
     if not summary_file.exists():
-        for ds in (DEFACE, SEG):
-            shutil.rmtree(derivatives_dir(bids) / ds / where, ignore_errors=True)
+        remove_session_derivatives(bids, sub, ses)
         return None
     summary = json.loads(summary_file.read_text())
     models = [m["name"] for m in raw_cfg["derivatives"]["models"]]
@@ -72,18 +78,25 @@ def publish_session_derivatives(
     prov = summary_file.with_suffix(".prov.json")
     for ds in (DEFACE, SEG):
         dst = derivatives_dir(bids) / ds / where
-        tmp = dst.with_name(f".{dst.name}.incoming")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        files: list[tuple[Path, str]] = []  # (work-area file, dataset-relative path)
         for entry in summary["images"]:
             if entry["dataset"] != ds:
                 continue
             for rel in entry["outputs"]:
                 src = next(d / rel for d in dirs[ds] if (d / rel).exists())
-                for a, b in ((src, rel), (src.parent / Path(sidecar(rel)).name, sidecar(rel))):
-                    _link(a, tmp / Path(b).relative_to(where))
-        if any(tmp.rglob("*.nii.gz")):
-            _link(prov, tmp / f"sub-{sub}_ses-{ses}_prov.json")
+                files += [(src, rel), (src.parent / Path(sidecar(rel)).name, sidecar(rel))]
+        if not files:
+            # Nothing derived here: no folder either, so no empty derivatives dataset appears.
+            if dst.exists():
+                shutil.rmtree(dst)
+            _prune(dst.parent, derivatives_dir(bids))
+            continue
+        tmp = dst.with_name(f".{dst.name}.incoming")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for src, rel in files:
+            _link(src, tmp / Path(rel).relative_to(where))
+        _link(prov, tmp / f"sub-{sub}_ses-{ses}_prov.json")
         _swap(tmp, dst)
     if raw_cfg["derivatives"]["release"] == "public":
         _release_public(bids, sub, ses, summary, raw_cfg["derivatives"]["suffixes"])
@@ -126,7 +139,9 @@ def _release_public(
 
 def remove_session_derivatives(bids: Path, sub: str, ses: str) -> None:
     for ds in (DEFACE, SEG):
-        shutil.rmtree(derivatives_dir(bids) / ds / session_dir(sub, ses), ignore_errors=True)
+        dst = derivatives_dir(bids) / ds / session_dir(sub, ses)
+        shutil.rmtree(dst, ignore_errors=True)
+        _prune(dst.parent, derivatives_dir(bids))
 
 
 def volume_rows(bids: Path) -> list[dict[str, Any]]:
@@ -147,7 +162,10 @@ def write_derivative_datasets(bids: Path, dataset: dict[str, Any]) -> None:
     """dataset_description.json of each derivatives dataset, dseg.tsv and the volume table."""
     for ds in (DEFACE, SEG):
         root = derivatives_dir(bids) / ds
-        if not root.is_dir():
+        if not any(root.glob("sub-*")):
+            # No session left: the dataset goes, description and tables included.
+            shutil.rmtree(root, ignore_errors=True)
+            _prune(derivatives_dir(bids), bids)
             continue
         generated: dict[str, Any] = {
             "Name": "passerelle",
@@ -170,7 +188,7 @@ def write_derivative_datasets(bids: Path, dataset: dict[str, Any]) -> None:
             },
         )
     seg = derivatives_dir(bids) / SEG
-    if seg.is_dir():
+    if any(seg.glob("sub-*")):
         write_tsv(
             seg / "dseg.tsv",
             ["index", "name", "abbreviation"],
