@@ -152,7 +152,7 @@ class Executor(RemoteExecutor):
         try:
             resources = self._task_resources(job)
         except WorkflowError as exc:
-            self.report_job_error(SubmittedJobInfo(job), msg=str(exc))
+            self._fail(SubmittedJobInfo(job), str(exc))
             return
         future = self.engine.client.submit(
             run_job_command,
@@ -185,22 +185,25 @@ class Executor(RemoteExecutor):
                     if code == 0:
                         self.report_job_success(info)
                     else:
-                        self.report_job_error(
+                        self._fail(
                             info,
                             msg=f"Dask task {info.external_jobid} exited with code {code} "
                             f"(log: {log}):\n{tail(log, LOG_TAIL)}\n",
                         )
                 elif future.status == "cancelled":
-                    self.report_job_error(
-                        info, msg=f"Dask task {info.external_jobid} was cancelled. "
-                    )
+                    self._fail(info, msg=f"Dask task {info.external_jobid} was cancelled. ")
                 else:
                     exc = future.exception()
-                    self.report_job_error(
+                    self._fail(
                         info,
                         msg=f"Dask task {info.external_jobid} failed: "
                         f"{type(exc).__name__}: {exc} (log: {log}). ",
                     )
+
+    def _fail(self, info: SubmittedJobInfo, msg: str) -> None:
+        # Snakemake shows a group job's error without the message: say it here as well.
+        self.logger.error(msg)
+        self.report_job_error(info, msg=msg)
 
     def cancel_jobs(self, active_jobs: list[SubmittedJobInfo]) -> None:
         # The event stops running subprocesses; cancel() drops the ones still queued.
