@@ -6,6 +6,7 @@ that inbox is the reference every engine run must reproduce byte for byte.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -33,6 +34,19 @@ FAST_STATUS = [
 SLURM_JOB = re.compile(r"submitted with SLURM jobid (\d+)")
 SLURM_RUN = re.compile(r"SLURM run ID: (\S+)")
 DASK_TASK = re.compile(r"submitted as Dask task (snakemake-\S+)")
+
+
+def sessions_per_job(profile: str) -> int:
+    """N of the profile's `group-components: session=N`."""
+    import yaml
+
+    spec = yaml.safe_load((REPO / "profiles" / profile / "config.yaml").read_text())
+    (entry,) = [g for g in spec["group-components"] if g.startswith("session=")]
+    return int(entry.split("=", 1)[1])
+
+
+def expected_jobs(profile: str) -> int:
+    return math.ceil(SESSIONS / sessions_per_job(profile))
 
 
 def command(*args: str, timeout: int = CMD_TIMEOUT) -> subprocess.CompletedProcess[str]:

@@ -19,7 +19,7 @@ from tests.workflow.helpers import REPO, tree_digest
 from .conftest import (
     DASK_TASK,
     RUN_TIMEOUT,
-    SESSIONS,
+    expected_jobs,
     ok,
     run_engine,
     session_results,
@@ -58,7 +58,7 @@ def _wait_for(predicate, what: str, timeout: float = RUN_TIMEOUT) -> None:
 
 def _assert_task_logs(proc, logs: Path) -> None:
     tasks = _tasks(proc)
-    assert len(tasks) == SESSIONS  # one task per session: the group ran as one job
+    assert len(tasks) == expected_jobs("dask")  # a session's rules ran as one task
     for key in tasks:
         text = (logs / f"{key}.log").read_text()
         assert text.startswith(f"dask task {key} on worker tcp://")
@@ -141,7 +141,7 @@ def test_worker_lost_mid_job_fails_the_job_cleanly_and_a_retry_completes(
     assert run.returncode == 0, output[-6000:]
     lost = output.count("failed: KilledWorker")  # the loss is named, once per job it took
     assert lost >= 1, output[-4000:]
-    assert len(DASK_TASK.findall(output)) == SESSIONS + lost  # each lost job ran once more
+    assert len(DASK_TASK.findall(output)) == expected_jobs("dask") + lost  # each ran once more
     assert tree_digest(out) == local_reference
 
 

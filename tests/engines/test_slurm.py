@@ -1,4 +1,4 @@
-"""The demo workflow through the real local Slurm: same outputs, one job per session."""
+"""The demo workflow through the real local Slurm: same outputs, at most one job per session."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from .conftest import (
     SESSIONS,
     SLURM_JOB,
     command,
+    expected_jobs,
     ok,
     run_engine,
     session_results,
@@ -29,7 +30,7 @@ def _jobs(proc) -> list[str]:
     return SLURM_JOB.findall(proc.stdout + proc.stderr)
 
 
-def test_slurm_run_matches_local_with_one_job_per_session(
+def test_slurm_run_matches_local_with_at_most_one_job_per_session(
     slurm, engine_inbox: Path, key_file: Path, local_reference, tmp_path: Path, slurm_cleanup
 ) -> None:
     logs = tmp_path / "slurm-logs"
@@ -39,7 +40,8 @@ def test_slurm_run_matches_local_with_one_job_per_session(
     ok(proc)
     assert tree_digest(out) == local_reference
     jobs = _jobs(proc)
-    assert len(jobs) == SESSIONS  # both rules of a session ran inside one Slurm job
+    # Both rules of a session, and up to N sessions, ran inside one Slurm job.
+    assert len(jobs) == expected_jobs("slurm") <= SESSIONS
     # Each job really ran under Slurm: its log is named by its ID and Slurm remembers it.
     for job in jobs:
         (log,) = logs.rglob(f"{job}.log")
@@ -70,5 +72,5 @@ def test_job_killed_for_memory_leaves_nothing_then_retry_with_more_memory_comple
     )  # fmt: skip
     slurm_cleanup.append(retried.stderr)
     ok(retried)
-    assert len(_jobs(retried)) > SESSIONS  # the killed attempts were resubmitted
+    assert len(_jobs(retried)) > expected_jobs("slurm")  # killed attempts were resubmitted
     assert tree_digest(out) == local_reference
