@@ -185,3 +185,14 @@ def test_slurm_cluster_run_matches_local(
     # The workers were Slurm jobs: dask-jobqueue names their logs by Slurm job ID.
     worker_logs = list((logs / "slurm").glob("snakemake-dask-*.err"))
     assert worker_logs, "no Slurm worker job log"
+
+
+def test_job_bigger_than_any_worker_fails_at_once_with_the_reason(
+    engine_inbox: Path, key_file: Path, tmp_path: Path
+) -> None:
+    logs, out = tmp_path / "dask-logs", tmp_path / "out"
+    # convert_session asks for 2 threads; a 1-core worker could never run it.
+    proc = run_engine(engine_inbox, out, key_file, *_profile(logs), "--dask-worker-cores", "1")
+    assert proc.returncode != 0
+    assert "needs {'cpus': 2}, more than any Dask worker offers" in proc.stdout + proc.stderr
+    assert session_results(out) == []
