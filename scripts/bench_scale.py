@@ -51,14 +51,16 @@ def _key(path: Path) -> Path:
     return path
 
 
-def _inbox(base: Path, sessions: int) -> Path:
-    source = base / "source" / "series"
-    source.mkdir(parents=True, exist_ok=True)
-    link = source / MOSAIC.name
-    if not link.exists():
-        link.symlink_to(MOSAIC)
-    inbox = base / f"inbox-{sessions}"
-    counts = build_synthetic_inbox([source.parent], inbox, sessions // STUDIES, STUDIES)
+def _inbox(base: Path, sessions: int, series: Path | None = None) -> Path:
+    """N sessions, each a copy of series (default: the one mosaic) under new identities."""
+    if series is None:
+        series = base / "source" / "series"
+        series.mkdir(parents=True, exist_ok=True)
+        link = series / MOSAIC.name
+        if not link.exists():
+            link.symlink_to(MOSAIC)
+    inbox = base / f"inbox-{sessions}-{series.name}"
+    counts = build_synthetic_inbox([series], inbox, sessions // STUDIES, STUDIES)
     assert counts["sessions"] == sessions, counts
     return inbox
 
@@ -106,9 +108,10 @@ def plan(base: Path, sessions: int, key: Path) -> dict[str, float]:
     }
 
 
-def throughput(base: Path, sessions: int, key: Path) -> dict[str, float]:
-    inbox = _inbox(base, sessions)
-    figures: dict[str, float] = {"sessions": sessions}
+def throughput(base: Path, sessions: int, key: Path, series: Path | None) -> dict[str, float]:
+    inbox = _inbox(base, sessions, series)
+    files = sum(1 for p in inbox.rglob("*") if p.is_file())
+    figures: dict[str, float] = {"sessions": sessions, "files_per_session": files // sessions}
     engines = {
         "local": ["--cores", "2"],
         "slurm": ["--profile", "profiles/slurm", "--slurm-logdir", str(base / "slurm-logs")],
@@ -164,6 +167,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="*", default=[100, 1000, 10000])
     parser.add_argument("--throughput", type=int, default=200, help="0: skip the real runs")
+    parser.add_argument(
+        "--series", type=Path, help="throughput: copy this series folder per session instead"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "scale.json")
     parser.add_argument("--plot", type=Path, default=REPO / "docs" / "scale.png")
     args = parser.parse_args()
@@ -178,7 +184,7 @@ def main() -> int:
             print(json.dumps(row), flush=True)
             results["planning"].append(row)
         if args.throughput:
-            results["throughput"] = throughput(base, args.throughput, key)
+            results["throughput"] = throughput(base, args.throughput, key, args.series)
             print(json.dumps(results["throughput"]), flush=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     if results["planning"]:
