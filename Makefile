@@ -25,8 +25,12 @@ demo-inbox: $(STAMP)
 
 run: $(STAMP) $(KEY) demo-inbox
 	$(BIN)/snakemake --cores $(CORES)
+	# The HTML report of the last run (its QC and risk pictures), even when nothing was to do.
+	last=$$(ls -t $(CURDIR)/$(DEMO)/output.work/runs/*.done 2>/dev/null | head -n 1); \
+	$(BIN)/snakemake --report $(DEMO)/output/reports/snakemake_report.html $$last
 	@echo "BIDS dataset: $(DEMO)/output/bids"
 	@echo "run report:   $(DEMO)/output/reports/run_report.html"
+	@echo "HTML report:  $(DEMO)/output/reports/snakemake_report.html"
 	@echo "archive:      $(DEMO)/archive"
 
 lint: $(STAMP)

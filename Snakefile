@@ -6,6 +6,7 @@ configfile: "config/config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/convert.smk"
+include: "workflow/rules/risk.smk"
 include: "workflow/rules/finalize.smk"
 include: "workflow/rules/archive.smk"
 

@@ -94,7 +94,8 @@ def cmd_finalize(args: argparse.Namespace) -> int:
     from passerelle.fsutil import write_json
 
     settings = _settings(args)
-    summary = finalize(settings, _key(settings), args.run_id)
+    risk = Path(args.risk) if args.risk else None
+    summary = finalize(settings, _key(settings), args.run_id, risk)
     write_json(Path(args.summary), summary)
     print(json.dumps(summary["files"], sort_keys=True))
     return 0
@@ -317,6 +318,97 @@ def cmd_pseudonym(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_risk(args: argparse.Namespace) -> int:
+    """Measure the release; in the workflow (--run-id), refuse it below target k."""
+    from passerelle.fsutil import canonical_json, write_if_changed
+    from passerelle.risk.release import evaluate, public_summary, refusal
+
+    settings = _settings(args)
+    result = evaluate(settings, args.run_id)
+    if args.out:
+        write_if_changed(Path(args.out), canonical_json(result).encode())
+    if args.pictures:
+        from passerelle.risk.pictures import draw_all
+
+        draw_all(result, Path(args.pictures))
+    plan = _risk_plan(settings) if args.plan else None
+    if args.json:
+        print(json.dumps({**public_summary(result), "plan": plan}, indent=2, sort_keys=True))
+    else:
+        _print_risk(result, plan)
+    line = refusal(result)
+    if line and args.run_id:
+        raise PasserelleError(line)
+    return 0
+
+
+def _risk_plan(settings) -> dict:  # noqa: ANN001
+    from passerelle.risk.planner import plan
+    from passerelle.risk.quasi import subject_records
+    from passerelle.risk.release import quasi_identifiers, risk_config, session_facts
+
+    cfg, hier = risk_config(settings)
+    raw = subject_records(session_facts(settings, None))
+    p = plan(raw, quasi_identifiers(cfg), hier, cfg["target_k"], cfg["suppression_limit"])
+    levels = {q: lv for q, lv in p.remedy.levels.items() if lv}
+    return {
+        "reached": p.reached,
+        "steps": p.steps,
+        "config": {"risk": {"remedies": levels, "suppress": p.remedy.suppress}},
+    }
+
+
+def _print_risk(result: dict, plan: dict | None) -> None:
+    before, after = result["before"], result["after"]
+    print(
+        f"{after['records']} subjects, quasi-identifiers: {', '.join(result['quasi_identifiers'])}"
+    )
+    print(
+        f"k = {before['k']} as recorded, {after['k']} after the configured remedies "
+        f"(target {result['target_k']}); {after['records_below_k']} subject(s) in classes below k"
+    )
+    for line in result["remedy"]["described"]:
+        print(f"  remedy {line}")
+    for name in ("prosecutor", "journalist"):
+        r = after[name]
+        print(
+            f"{name} risk: highest {r['highest']:.3f}, average {r['average']:.3f}, "
+            f"records at risk {r['records_at_risk']:.1%}"
+        )
+    print(f"marketer risk: {after['marketer']:.3f}")
+    for col, ld in after["l_diversity"].items():
+        print(
+            f"{col}: distinct l = {ld['distinct']}, entropy l = {ld['entropy']:.2f}, "
+            f"t = {after['t_closeness'][col]:.3f}"
+        )
+    print(f"verdict: {result['verdict']}")
+    if result["accepted_below_k"]:
+        print(f"accepted below k: {result['accepted_below_k']}")
+    if plan is not None:
+        import yaml
+
+        print("\nplan (greedy, least generalisation first):")
+        for step in plan["steps"]:
+            print(f"  {step}")
+        if plan["reached"]:
+            print("config to apply it:")
+            text = yaml.safe_dump(plan["config"], sort_keys=True)
+            print("  " + text.replace("\n", "\n  ").rstrip())
+        else:
+            print("the target cannot be reached by these hierarchies and suppression limit")
+
+
+def cmd_link(args: argparse.Namespace) -> int:
+    from passerelle.linkage.run import run_link
+
+    settings = _settings(args)
+    outcome = run_link(settings, _key(settings), Path(args.table), args.mode, Path(args.review))
+    for line in outcome.lines():
+        print(line)
+    print(f"review file: {args.review}")
+    return 0
+
+
 def cmd_demo_inbox(args: argparse.Namespace) -> int:
     from passerelle.demo import build_demo_inbox
 
@@ -360,6 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = with_config(sub.add_parser("finalize", help="publish sessions, write tables and manifest"))
     s.add_argument("--run-id", required=True)
     s.add_argument("--summary", required=True, help="where to write the run summary")
+    s.add_argument("--risk", help="the risk step's result: its remedies are applied")
     s.set_defaults(func=cmd_finalize)
 
     s = with_config(sub.add_parser("validate", help="run the BIDS validator and pybids"))
@@ -445,6 +538,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("value", help="the source value, or - to read one per line from stdin")
     s.add_argument("--issuer", default="", help="IssuerOfPatientID, when the source has one")
     s.set_defaults(func=cmd_pseudonym)
+
+    s = with_config(
+        sub.add_parser("risk", help="re-identification risk of the release (k, l, t, ARX risks)")
+    )
+    s.add_argument("--plan", action="store_true", help="propose the least generalisation")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--run-id", help="the workflow's run: include its staged sessions; refuse")
+    s.add_argument("--out", help="write the full result (private: per-subject rows) here")
+    s.add_argument("--pictures", help="folder for the PNG pictures")
+    s.set_defaults(func=cmd_risk)
+
+    s = with_config(
+        sub.add_parser("link", help="join a warehouse table to the subjects, into phenotype/")
+    )
+    s.add_argument("--table", required=True, help="CSV or TSV from the warehouse, keyed")
+    s.add_argument("--mode", choices=["deterministic", "probabilistic"], default="deterministic")
+    s.add_argument(
+        "--review", required=True, help="where undecided pairs go (keep it on the clinical side)"
+    )
+    s.set_defaults(func=cmd_link)
 
     s = sub.add_parser("demo-inbox", help="build the demo inbox from data PyPI packages ship")
     s.add_argument("dest")

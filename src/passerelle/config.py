@@ -175,6 +175,11 @@ def settings_from(raw: dict[str, Any], source: str, base: Path) -> Settings:
         raise ConfigError(f"{deid_path}: key age_bands: bottom must be below top")
     if not shift["min"] <= shift["max"]:
         raise ConfigError(f"{deid_path}: key date_shift_days: min must not exceed max")
+    from passerelle.risk.remedies import check_config
+
+    check_config(data["risk"], bands, source)
+    if not data["linkage"]["non_match"] < data["linkage"]["match"]:
+        raise ConfigError(f"{source}: key linkage.non_match: must be below linkage.match")
     inbox = resolve(data["inbox"])
     if not inbox.is_dir():
         raise ConfigError(f"{source}: key inbox: folder {inbox} does not exist")

@@ -107,7 +107,28 @@ def _withdraw(settings: Settings, sub: str, ses: str, why: str, rows: list[Any])
             rows[i] = (row[0], QUARANTINED, reason, sub, ses, row[5])
 
 
-def finalize(settings: Settings, key: SecretKey, run_id: str) -> dict[str, Any]:
+def _apply_risk(settings: Settings, run_id: str, risk_path: Path | None) -> dict[str, Any] | None:
+    """Write the risk step's remedies into the release, and its public summary and pictures."""
+    if risk_path is None:
+        return None
+    from passerelle.risk.release import apply_to_release, public_summary
+
+    result = json.loads(risk_path.read_text())
+    counts = apply_to_release(settings, result, run_id)
+    public = {**public_summary(result), "files_changed": counts}
+    write_json(settings.reports_dir / "risk.json", public)
+    pictures = risk_path.with_suffix("")
+    for png in sorted(pictures.glob("*.png")) if pictures.is_dir() else []:
+        dst = settings.reports_dir / "risk" / png.name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if not dst.exists() or dst.read_bytes() != png.read_bytes():
+            shutil.copyfile(png, dst)
+    return public
+
+
+def finalize(
+    settings: Settings, key: SecretKey, run_id: str, risk_path: Path | None = None
+) -> dict[str, Any]:
     state = State(settings.work / "state.sqlite")
     try:
         pending = json.loads(state.meta(f"run:{run_id}:pending") or "[]")
@@ -136,6 +157,7 @@ def finalize(settings: Settings, key: SecretKey, run_id: str) -> dict[str, Any]:
         write_dataset_files(
             settings.bids_dir, settings.raw["dataset"], present, settings.deid["age_bands"]
         )
+        risk = _apply_risk(settings, run_id, risk_path)
         counts = _manifest(settings, key, state)
         summary = {
             "passerelle": __version__,
@@ -146,6 +168,12 @@ def finalize(settings: Settings, key: SecretKey, run_id: str) -> dict[str, Any]:
             "files": dict(sorted(counts.items())),
             "reasons": _reasons(state),
         }
+        if risk is not None:
+            summary["risk"] = {
+                "k": risk["after"]["k"],
+                "target_k": risk["target_k"],
+                "verdict": risk["verdict"],
+            }
         write_json(settings.reports_dir / "summary.json", summary)
         check_shared(settings, dataset_files(settings, {s for s, _ in sessions}), watch)
         return summary

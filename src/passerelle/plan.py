@@ -303,6 +303,8 @@ def prepare(settings: Settings, key: SecretKey, workers: int = 2, full: bool = F
                 {
                     "loose": all_loose,
                     "dataset": settings.raw["dataset"],
+                    # A new risk policy is a new release: its remedies must reach the files.
+                    "risk": settings.raw["risk"],
                     "version": __version__,
                 }
             ).encode()

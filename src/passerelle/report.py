@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import json
 from typing import Any
 
 from passerelle.config import Settings
@@ -60,7 +61,73 @@ def write_run_report(
                 for i in validation.get("issues", [])[:200]
             ],
         ),
+        *_risk_section(settings),
         "<p>The file-by-file manifest is <code>manifest.tsv</code> beside this report.</p>",
         "</body></html>",
     ]
     write_text(settings.reports_dir / "run_report.html", "\n".join(parts) + "\n")
+
+
+def _risk_section(settings: Settings) -> list[str]:
+    """k before and after the remedies, the remedies, the attacker risks and the pictures."""
+    path = settings.reports_dir / "risk.json"
+    if not path.is_file():
+        return []
+    risk = json.loads(path.read_text())
+    before, after = risk["before"], risk["after"]
+    verdict = risk["verdict"]
+    css = "ok" if verdict == "meets target" else "bad"
+    parts = [
+        "<h2>Re-identification risk</h2>",
+        f'<p class="{css}">k = {after["k"]} after remedies (target {risk["target_k"]}; '
+        f"{before['k']} as recorded): {html.escape(verdict)}. "
+        f"{after['records_below_k']} of {after['records']} subjects are in classes below k.</p>",
+        f"<p>Quasi-identifiers: {html.escape(', '.join(risk['quasi_identifiers']))}.</p>",
+    ]
+    if risk.get("accepted_below_k"):
+        parts.append(
+            f'<p class="bad">Released below target k, accepted: '
+            f"{html.escape(risk['accepted_below_k'])}</p>"
+        )
+    described = zip(risk["quasi_identifiers"], risk["remedy"]["described"], strict=False)
+    parts.append(
+        _table(
+            ["remedy", "records changed"],
+            [[line, risk["remedy"]["values_changed"].get(q, "")] for q, line in described]
+            + [["local suppression", risk["remedy"]["suppressed_records"]]],
+        )
+    )
+    parts.append(
+        _table(
+            ["attacker (ARX)", "highest", "average", "records at risk"],
+            [
+                [name, f"{after[name]['highest']:.3f}", f"{after[name]['average']:.3f}",
+                 f"{after[name]['records_at_risk']:.1%}"]
+                for name in ("prosecutor", "journalist")
+            ]
+            + [["marketer", "", f"{after['marketer']:.3f}", ""]],
+        )
+    )  # fmt: skip
+    if after["l_diversity"]:
+        parts.append(
+            _table(
+                ["sensitive attribute", "distinct l", "entropy l", "t (EMD)"],
+                [
+                    [c, v["distinct"], f"{v['entropy']:.2f}", f"{after['t_closeness'][c]:.3f}"]
+                    for c, v in after["l_diversity"].items()
+                ],
+            )
+        )
+    for name, title in (
+        ("age_pyramid", "Age band by sex"),
+        ("sites", "Subjects per site or region"),
+        ("frequencies", "Body part and model frequencies"),
+        ("class_sizes", "Class sizes against k"),
+    ):
+        if (settings.reports_dir / "risk" / f"{name}.png").is_file():
+            parts.append(
+                f'<figure><img src="risk/{name}.png" alt="{title}"><figcaption>{title}'
+                "</figcaption></figure>"
+            )
+    parts.append("<p>Every remedy is listed in <code>risk_audit.tsv</code> beside this report.</p>")
+    return parts

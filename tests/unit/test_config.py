@@ -274,3 +274,24 @@ def test_bids_map_invalid_regex_is_a_config_error(raw, tmp_path, shipped_map):
 def test_invalid_localizer_pattern_is_a_config_error(raw, tmp_path):
     message = config_error({**raw, "convert": {"localizer_pattern": "[scout"}}, tmp_path)
     assert "convert.localizer_pattern" in message
+
+
+@pytest.mark.parametrize(
+    ("section", "expected"),
+    [
+        ({"risk": {"target_k": "five"}}, "key risk.target_k: expected integer"),
+        ({"risk": {"remedies": {"model": 7}}}, "key risk.remedies.model: level 7 does not exist"),
+        ({"risk": {"remedies": {"height": 1}}}, "key risk.remedies.height: unknown key"),
+        ({"risk": {"accept": {"reason": "ok"}}}, "key risk.accept.reason"),
+        (
+            {"risk": {"hierarchies": {"age": [{"width": 10, "bottom": 70, "top": 30}]}}},
+            "key risk.hierarchies.age.0: bottom must be below top",
+        ),
+        ({"linkage": {"match": 0.2, "non_match": 0.5}}, "key linkage.non_match: must be below"),
+        ({"linkage": {"columns": {"dx": {}}}}, "key linkage.columns.dx: 'description' is required"),
+    ],
+)
+def test_risk_and_linkage_errors_are_one_line(raw, tmp_path, section, expected):
+    message = config_error({**raw, **section}, tmp_path)
+    assert SOURCE in message and expected in message
+    assert "\n" not in message

@@ -10,6 +10,7 @@ localrules:
 rule finalize:
     input:
         results=pending_results,
+        risk=WORK / "runs" / "{run}.risk.json",
         config=EFFECTIVE,
     output:
         WORK / "runs" / "{run}.summary.json",
@@ -19,7 +20,7 @@ rule finalize:
         "../../envs/passerelle.yaml"
     shell:
         "python -m passerelle finalize --config {input.config} --run-id {wildcards.run}"
-        " --summary {output} > {log} 2>&1"
+        " --risk {input.risk} --summary {output} > {log} 2>&1"
 
 
 rule validate:

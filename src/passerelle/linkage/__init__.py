@@ -1,0 +1,1 @@
+"""Linkage of clinical tables to the imaging subjects through keyed encodings only."""

@@ -1,0 +1,1 @@
+"""Re-identification risk of a release: quasi-identifiers, metrics, remedies and pictures."""
