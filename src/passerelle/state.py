@@ -34,6 +34,8 @@ CREATE TABLE IF NOT EXISTS files (
 );
 CREATE INDEX IF NOT EXISTS files_session ON files (rec_session);
 CREATE INDEX IF NOT EXISTS files_sop ON files (rec_sop);
+-- Planning asks which patients a subject label has, once per session: no full scans.
+CREATE INDEX IF NOT EXISTS files_subject ON files (rec_subject);
 CREATE TABLE IF NOT EXISTS sessions (
     subject TEXT NOT NULL, session TEXT NOT NULL, spec_hash TEXT NOT NULL,
     done_hash TEXT, sex TEXT, age INTEGER, n_files INTEGER, acq_time TEXT,

@@ -8,6 +8,7 @@ from passerelle.config import settings_from
 from passerelle.fsutil import canonical_json, write_if_changed
 from passerelle.keys import load_key, resolve_key_path
 from passerelle.plan import prepare
+from passerelle.resources import step_resources
 from passerelle.runtime import prepare_job_environment
 
 prepare_job_environment()

@@ -16,8 +16,7 @@ rule pseudonymise_session:
     conda:
         "../../envs/passerelle.yaml"
     resources:
-        mem_mb=config["convert"]["mem_mb"],
-        runtime=config["convert"]["runtime"],
+        **step_resources(config["convert"]),
     shell:
         "python -m passerelle pseudonymise-session --config {input.config}"
         " --spec {input.spec} --out {output.pseudo} --result {output.result} > {log} 2>&1"
@@ -39,8 +38,7 @@ rule convert_session:
         "../../envs/passerelle.yaml"
     threads: config["convert"]["threads"]
     resources:
-        mem_mb=config["convert"]["mem_mb"],
-        runtime=config["convert"]["runtime"],
+        **step_resources(config["convert"]),
     shell:
         "python -m passerelle convert-session --spec {input.spec} --pseudo {input.pseudo}"
         " --staging {output.staging} --result {output.result} --threads {threads} > {log} 2>&1"

@@ -173,7 +173,11 @@ def _cleaner(identifiers: frozenset[str]) -> TextCleaner:
 
 
 def clean_text(value: str, identifiers: Iterable[str] = ()) -> str:
-    return _cleaner(frozenset(identifiers))(value)
+    # Only identifiers with a part present in the text can match: the rest would make every
+    # header compile its own pattern (one per patient), the main cost of indexing an inbox.
+    haystack = strip_accents(value).casefold()
+    present = frozenset(raw for raw in identifiers if any(p in haystack for p in _parts(raw)))
+    return _cleaner(present)(value)
 
 
 class _OneCharFold(dict[int, str]):
