@@ -137,6 +137,29 @@ def _apply_risk(settings: Settings, run_id: str, risk_path: Path | None) -> dict
     return public
 
 
+def _relevel(settings: Settings, state: State, pending: list[tuple[str, str]]) -> int:
+    """A new release level reaches the sessions already published, not only this run's.
+
+    Only sessions present in the dataset are republished: one the run-level gate withdrew
+    stays out. Their derivatives are not recomputed, only put back at the new level.
+    """
+    before = state.meta("release_level")
+    if before in (None, settings.raw["derivatives"]["release"]):
+        return 0
+    due = set(pending)
+    again = [
+        (row[0], row[1])
+        for row in state.sessions()
+        if (row[0], row[1]) not in due
+        and (settings.bids_dir / session_dir(row[0], row[1])).is_dir()
+        and result_path(settings.work, row[0], row[1]).is_file()
+    ]
+    for sub, ses in again:
+        publish_session(settings, sub, ses)
+        _publish_derivatives(settings, sub, ses)
+    return len(again)
+
+
 def finalize(
     settings: Settings, key: SecretKey, run_id: str, risk_path: Path | None = None
 ) -> dict[str, Any]:
@@ -156,6 +179,7 @@ def finalize(
             for rel, f in result.get("files", {}).items():
                 rows.append((rel, f["state"], f["reason"], sub, ses, None))
         sessions = [(sub, ses) for sub, ses, _ in pending]
+        relevelled = _relevel(settings, state, sessions)
         derivative_summaries = [
             d for sub, ses in sessions if (d := _publish_derivatives(settings, sub, ses))
         ]
@@ -190,8 +214,12 @@ def finalize(
                 "target_k": risk["target_k"],
                 "verdict": risk["verdict"],
             }
+        if relevelled:
+            summary["sessions_republished"] = relevelled
         write_json(settings.reports_dir / "summary.json", summary)
         check_shared(settings, dataset_files(settings, {s for s, _ in sessions}), watch)
+        # Recorded last: a run that dies before here republishes again next time.
+        state.set_meta("release_level", settings.raw["derivatives"]["release"])
         return summary
     finally:
         state.close()

@@ -202,10 +202,26 @@ def _spec(
         "session": ses,
         "inbox": str(settings.inbox),
         "convert": {k: settings.convert[k] for k in ("compress",)},
+        "derivatives": _derivation_settings(settings),
         "demographics": {"sex": first.get("PatientSex"), "age": first.get("Age")},
         "series": entries,
     }
     return spec, file_disp
+
+
+# Derivatives settings that change no derived byte: job sizes, and the release level (a
+# dataset-level choice that finalize applies, part of the dataset digest instead).
+_NOT_DERIVATION = ("deface", "segment", "release")
+
+
+def _derivation_settings(settings: Settings) -> dict[str, Any]:
+    """What shapes a session's derivatives: a change re-derives every session."""
+    section = settings.raw.get("derivatives") or {}
+    out = {k: v for k, v in section.items() if k not in _NOT_DERIVATION}
+    out["models"] = [
+        {k: v for k, v in m.items() if k != "resources"} for m in section.get("models", [])
+    ]
+    return out
 
 
 def _rules_digest(settings: Settings) -> str:
@@ -213,6 +229,7 @@ def _rules_digest(settings: Settings) -> str:
     rules = {
         "bids_map": settings.bids_map,
         "convert": settings.convert,
+        "derivatives": _derivation_settings(settings),
         "inbox": str(settings.inbox),
         "version": __version__,
     }
@@ -305,6 +322,8 @@ def prepare(settings: Settings, key: SecretKey, workers: int = 2, full: bool = F
                     "dataset": settings.raw["dataset"],
                     # A new risk policy is a new release: its remedies must reach the files.
                     "risk": settings.raw["risk"],
+                    # So is a new release level: public must replace the raw anatomy.
+                    "release": (settings.raw.get("derivatives") or {}).get("release"),
                     "version": __version__,
                 }
             ).encode()

@@ -21,11 +21,15 @@ from .conftest import (
 
 pytestmark = [pytest.mark.slow, pytest.mark.engines]
 PROFILE = ["--profile", "profiles/slurm", *FAST_STATUS]
-# Below what a session job really needs (~160 MB): Slurm kills the first attempt. One
-# session per job, so that the job asks for exactly this (a bundle adds its sessions up).
+# Far below what a session job really needs (~160 MB; the job's Python alone passes 50 MB
+# within Slurm's first one-second poll), so the first attempt is killed however fast the
+# machine; later attempts get 500 MB more each. One session per job, so that the job asks
+# for exactly this (a bundle adds its sessions up).
+# Every rule of the session group is starved: the group asks for the most any one needs.
+SESSION_RULES = ("pseudonymise_session", "convert_session", "deface_session",
+                 "segment_session", "derivatives_session")  # fmt: skip
 STARVED = ["--group-components", "session=1", "--set-resources",
-           "pseudonymise_session:mem_mb=150*attempt",
-           "convert_session:mem_mb=150*attempt"]  # fmt: skip
+           *(f"{rule}:mem_mb=50+500*(attempt-1)" for rule in SESSION_RULES)]  # fmt: skip
 
 
 def _jobs(proc) -> list[str]:
@@ -67,7 +71,7 @@ def test_job_killed_for_memory_leaves_nothing_then_retry_with_more_memory_comple
     assert session_results(out) == []  # nothing a later run could take for finished
     assert not list(out.glob("bids/sub-*"))
 
-    # Same starved start, but retries allowed: each attempt asks for 150 MB more.
+    # Same starved start, but retries allowed: each attempt asks for 500 MB more.
     retried = run_engine(
         engine_inbox, out, key_file, *PROFILE, *STARVED, "--retries", "2",
         "--slurm-logdir", str(logs),

@@ -85,11 +85,13 @@ def _session(tmp: Path, images: dict[str, nib.Nifti1Image]) -> tuple[dict, Path]
     return result, staging
 
 
-def _config() -> dict:
+def _config(tmp_path: Path) -> dict:
     from passerelle.config import REPO_ROOT, load_settings
 
-    # The shipped configuration, with only T1w images defaced.
-    raw = load_settings(REPO_ROOT / "config" / "config.yaml").raw
+    # The shipped configuration (its demo inbox need not exist), with only T1w images defaced.
+    inbox = tmp_path / "inbox"
+    inbox.mkdir(exist_ok=True)
+    raw = load_settings(REPO_ROOT / "config" / "config.yaml", {"inbox": str(inbox)}).raw
     raw["derivatives"]["suffixes"] = ["T1w"]
     return raw
 
@@ -113,7 +115,7 @@ def test_slab_4d_and_noise_are_quarantined_and_the_rest_goes_on(heads, tmp_path:
     out, record = tmp_path / "out", tmp_path / "record.json"
     recs = {
         r["source"].rsplit("_", 2)[-2]: r
-        for r in deface_session(_config(), result, staging, out, record, 1)
+        for r in deface_session(_config(tmp_path), result, staging, out, record, 1)
     }
     assert recs["acq-slab"]["state"] == QUARANTINED and "slab" in recs["acq-slab"]["reason"]
     assert recs["acq-four"]["state"] == QUARANTINED and "not a 3D" in recs["acq-four"]["reason"]

@@ -121,3 +121,38 @@ def test_state_of_the_previous_format_gains_label_columns(tmp_path):
         assert state.done_hashes() == {("s1", "e1"): "h"}  # the ledger survives
     finally:
         state.close()
+
+
+def _with_derivatives(tmp_path: Path, inbox: Path, **derivatives):
+    raw = {
+        "inbox": str(inbox),
+        "output": str(tmp_path / "out"),
+        "key_file": "unused",
+        "bids_map": str(REPO / "config" / "bids_map.yaml"),
+        "dataset": {"name": "x"},
+        "derivatives": derivatives,
+    }
+    return settings_from(raw, "test", tmp_path)
+
+
+def test_derivation_settings_rederive_job_sizes_do_not(testdata, tmp_path, secret_key):
+    inbox = tmp_path / "inbox"
+    for src in dicoms(testdata, SI_MOSAIC_AP):
+        copy(src, inbox / "si" / src.name)
+    first = prepare(_with_derivatives(tmp_path, inbox), secret_key)
+    assert first.pending
+    close_run(_with_derivatives(tmp_path, inbox), first.run_id)
+
+    # A bigger job changes no derived byte: nothing to do.
+    bigger = _with_derivatives(tmp_path, inbox, deface={"threads": 1, "mem_mb": 9000})
+    assert prepare(bigger, secret_key).run_id is None
+    # A new registration setting changes the derivatives: every session is due again.
+    seeded = _with_derivatives(tmp_path, inbox, registration={"seed": 7})
+    again = prepare(seeded, secret_key)
+    assert again.pending == first.pending
+    close_run(seeded, again.run_id)
+    # A new release level re-publishes the dataset without re-deriving any session.
+    public = _with_derivatives(tmp_path, inbox, registration={"seed": 7}, release="public")
+    release = prepare(public, secret_key)
+    assert release.run_id is not None
+    assert release.pending == []

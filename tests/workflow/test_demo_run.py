@@ -9,7 +9,7 @@ import pytest
 
 from passerelle.demo import DEMO_IDENTITIES, DemoSourceError, build_demo_inbox
 
-from .helpers import REPO, read_tsv, run_workflow, work
+from .helpers import REPO, jobs_run, read_tsv, run_workflow, work
 from .leaks import date_forms, fold, grep, leaks
 
 pytestmark = pytest.mark.slow
@@ -105,3 +105,30 @@ def test_demo_derivatives_name_existing_sources_and_keep_no_private_path(demo_ru
         assert str(base) not in text and "/root" not in text and "/home" not in text
     qc = sorted((work(base / "out") / "qc").glob("*.png"))
     assert len(qc) == 3 * 2 + 1
+
+
+def test_a_new_release_level_reaches_published_sessions_without_rederiving(
+    demo_run, key_file: Path
+) -> None:
+    # Last in this module: it turns the shared demo output into a public release.
+    base, _ = demo_run
+    bids = base / "out" / "bids"
+    deface = bids / "derivatives" / "passerelle-deface"
+    proc = run_workflow(
+        base / "inbox",
+        base / "out",
+        key_file,
+        "derivatives={suffixes: [T1w, T2w, FLAIR], release: public}",
+    )
+    for rule in ("pseudonymise_session", "convert_session", "deface_session", "segment_session"):
+        assert jobs_run(proc, rule) == 0, rule
+    assert jobs_run(proc, "finalize") == 1
+    raw = sorted(bids.glob("sub-*/ses-*/anat/*_T1w.nii.gz"))
+    assert len(raw) == 3
+    for img in raw:
+        rel = img.relative_to(bids)
+        name = img.name.replace("_T1w.nii.gz", "_desc-defaced_T1w.nii.gz")
+        assert img.read_bytes() == (deface / rel.parent / name).read_bytes(), rel
+    assert not list((bids / "sourcedata" / "dicom").glob("sub-*/ses-*"))
+    summary = json.loads((base / "out" / "reports" / "summary.json").read_text())
+    assert summary["sessions_republished"] == 3
