@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["step_resources"]
+__all__ = ["keyed_resources", "step_resources"]
 
 # Resources that grow with the attempt number; the others are asked for as configured.
 SCALED = ("mem_mb", "runtime")
@@ -30,3 +30,18 @@ def step_resources(section: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {k: _scaled(int(section[k])) for k in SCALED if k in section}
     out.update({k: int(section[k]) for k in FIXED if section.get(k)})
     return out
+
+
+def keyed_resources(
+    sections: Mapping[str, Mapping[str, Any]], wildcard: str, defaults: Mapping[str, int]
+) -> dict[str, Any]:
+    """The ``resources:`` of a rule whose section a wildcard picks (one per outside model)."""
+
+    def amount(key: str) -> Callable[[Any, int], int]:
+        def pick(wildcards: Any, attempt: int) -> int:  # Snakemake passes these by name
+            value = int(sections[getattr(wildcards, wildcard)].get(key, defaults[key]))
+            return value * attempt if key in SCALED else value
+
+        return pick
+
+    return {key: amount(key) for key in defaults}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from passerelle.resources import step_resources
+from passerelle.resources import keyed_resources, step_resources
 
 
 def test_memory_and_time_grow_with_each_attempt_threads_and_gpu_do_not() -> None:
@@ -15,3 +15,14 @@ def test_memory_and_time_grow_with_each_attempt_threads_and_gpu_do_not() -> None
 
 def test_a_step_without_gpu_asks_for_none() -> None:
     assert "gpu" not in step_resources({"mem_mb": 500, "runtime": 5, "gpu": 0})
+
+
+def test_each_model_gets_its_own_amounts_growing_with_attempts() -> None:
+    class Wildcards:
+        model = "synthseg"
+
+    sections = {"synthseg": {"mem_mb": 16000, "gpu": 1}, "other": {"mem_mb": 100}}
+    res = keyed_resources(sections, "model", {"mem_mb": 4000, "runtime": 30, "gpu": 0})
+    assert [res["mem_mb"](Wildcards, a) for a in (1, 2)] == [16000, 32000]
+    assert res["runtime"](Wildcards, 2) == 60  # the default, scaled
+    assert [res["gpu"](Wildcards, a) for a in (1, 3)] == [1, 1]

@@ -8,7 +8,7 @@ from passerelle.config import settings_from
 from passerelle.fsutil import canonical_json, write_if_changed
 from passerelle.keys import load_key, resolve_key_path
 from passerelle.plan import prepare
-from passerelle.resources import step_resources
+from passerelle.resources import keyed_resources, step_resources
 from passerelle.runtime import prepare_job_environment
 
 prepare_job_environment()
@@ -63,10 +63,8 @@ DERIV = SETTINGS.raw["derivatives"]
 MODELS = {m["name"]: m for m in DERIV["models"]}
 
 
-def model_resource(key, default):
-    return (
-        lambda wildcards: MODELS[wildcards.model].get("resources", {}).get(key, default)
-    )
+MODEL_RESOURCES = {name: m.get("resources", {}) for name, m in MODELS.items()}
+MODEL_DEFAULTS = {"mem_mb": 4000, "runtime": 30, "gpu": 0}
 
 
 def session_models(wildcards):

@@ -16,8 +16,7 @@ rule deface_session:
         "../../envs/passerelle.yaml"
     threads: DERIV["deface"]["threads"]
     resources:
-        mem_mb=DERIV["deface"]["mem_mb"],
-        runtime=DERIV["deface"]["runtime"],
+        **step_resources(DERIV["deface"]),
     shell:
         "python -m passerelle deface-session --config {input.config} --result {input.result}"
         " --staging {input.staging} --out {output.out} --record {output.record}"
@@ -40,8 +39,7 @@ rule segment_session:
         "../../envs/passerelle.yaml"
     threads: DERIV["segment"]["threads"]
     resources:
-        mem_mb=DERIV["segment"]["mem_mb"],
-        runtime=DERIV["segment"]["runtime"],
+        **step_resources(DERIV["segment"]),
     shell:
         "python -m passerelle segment-session --config {input.config} --result {input.result}"
         " --staging {input.staging} --out {output.out} --record {output.record}"
@@ -63,11 +61,9 @@ rule model_session:
         "models"
     conda:
         "../../envs/passerelle.yaml"
-    threads: model_resource("threads", 1)
+    threads: lambda wildcards: MODEL_RESOURCES[wildcards.model].get("threads", 1)
     resources:
-        mem_mb=model_resource("mem_mb", 4000),
-        runtime=model_resource("runtime", 30),
-        gpu=model_resource("gpu", 0),
+        **keyed_resources(MODEL_RESOURCES, "model", MODEL_DEFAULTS),
     shell:
         "python -m passerelle run-model --config {input.config} --model {wildcards.model}"
         " --result {input.result} --staging {input.staging} --out {output.out}"
@@ -98,8 +94,10 @@ rule derivatives_session:
         ),
     log:
         WORK / "logs" / "derivatives" / "sub-{sub}_ses-{ses}.log",
+    # With outside models it waits for them, so it joins their group: a session-group job
+    # depending on the models group that depends on the session group is a cycle.
     group:
-        "session"
+        "models" if MODELS else "session"
     conda:
         "../../envs/passerelle.yaml"
     shell:

@@ -19,7 +19,7 @@ import numpy as np
 
 from passerelle.derivatives import layout, nifti
 from passerelle.derivatives.layout import Anat, sidecar, source_uri
-from passerelle.derivatives.session import QUARANTINED, _now, _record, _swap_in
+from passerelle.derivatives.session import QUARANTINED, _fresh_tmp, _now, _record, _swap_in
 from passerelle.errors import ConfigError
 from passerelle.fsutil import write_json
 
@@ -81,9 +81,7 @@ def run_model(
         "environment": model.get("container") or model.get("conda") or "the workflow's own",
         "labels": {str(k): v for k, v in sorted(labels.items())},
     }
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = _fresh_tmp(out)
     records = []
     for anat in layout.anat_images(result, model.get("suffixes", ["T1w"])):
         rec: dict[str, Any] = {"source": anat.rel, "started": _now()}

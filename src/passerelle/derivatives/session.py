@@ -37,6 +37,14 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def _fresh_tmp(out: Path) -> Path:
+    """An empty folder beside out, swapped in whole when the step ends: never a partial out."""
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
 def _swap_in(tmp: Path, out: Path) -> None:
     if out.exists():
         shutil.rmtree(out)
@@ -89,9 +97,7 @@ def deface_session(
     )
     params["template"] = f"pydeface {version('pydeface')}: data/mean_reg2mean.nii.gz"
     params["face_mask"] = f"pydeface {version('pydeface')}: data/facemask.nii.gz"
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = _fresh_tmp(out)
 
     def one(anat: Anat) -> dict[str, Any]:
         src = staging / anat.rel
@@ -147,9 +153,7 @@ def segment_session(
         **seg.as_dict(),
         "registration": reg.as_dict(),
     }
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = _fresh_tmp(out)
 
     def one(anat: Anat) -> dict[str, Any]:
         paths = {"mask": tmp / anat.brain_mask, "dseg": tmp / anat.dseg}
