@@ -286,6 +286,7 @@ def prepare(settings: Settings, key: SecretKey, workers: int = 2, full: bool = F
         loose = dict(disp)
         done = state.done_hashes()
         pending: list[tuple[str, str, str]] = []
+        planned: list[tuple[str, str, str, str | None, int | None, int]] = []
         rows: list[tuple[str, str, str, str | None, str | None, int | None]] = []
         for (sub, ses), group in sorted(sessions.items()):
             spec, file_disp = _spec(sub, ses, group, settings, records)
@@ -296,15 +297,13 @@ def prepare(settings: Settings, key: SecretKey, workers: int = 2, full: bool = F
                 for rel, (st, reason) in file_disp.items():
                     rows.append((rel, st, reason, sub, ses, number[rel]))
                 write_if_changed(spec_path(settings.work, sub, ses), text.encode())
-                state.upsert_session(
-                    sub,
-                    ses,
-                    digest,
-                    spec["demographics"]["sex"],
-                    spec["demographics"]["age"],
-                    sum(len(s.files) for s in group),
+                demographics = spec["demographics"]
+                n_files = sum(len(s.files) for s in group)
+                planned.append(
+                    (sub, ses, digest, demographics["sex"], demographics["age"], n_files)
                 )
                 pending.append((sub, ses, digest))
+        state.upsert_sessions(planned)
         if touched is not None:
             # Planned by an earlier plan but not closed by a run yet (a run died): still due.
             pending += [u for u in state.unfinished() if u[1] not in touched]

@@ -187,16 +187,17 @@ class State:
             )
         )
 
-    def upsert_session(
-        self, subject: str, session: str, spec_hash: str, sex: str | None, age: int | None, n: int
+    def upsert_sessions(
+        self, rows: Iterable[tuple[str, str, str, str | None, int | None, int]]
     ) -> None:
+        """rows: (subject, session, spec hash, sex, age, number of files); one transaction."""
         with self.db:
-            self.db.execute(
+            self.db.executemany(
                 "INSERT INTO sessions (subject, session, spec_hash, sex, age, n_files) "
                 "VALUES (?,?,?,?,?,?) ON CONFLICT(subject, session) DO UPDATE SET "
                 "spec_hash=excluded.spec_hash, sex=excluded.sex, age=excluded.age, "
                 "n_files=excluded.n_files",
-                (subject, session, spec_hash, sex, age, n),
+                rows,
             )
 
     def unfinished(self) -> list[tuple[str, str, str]]:

@@ -1,5 +1,6 @@
-"""The index reads enhanced multi-frame headers up to the per-frame groups only; what it
-records must be exactly what a full read records, and truncation must still be caught."""
+"""The index reads a classic header in one pass and an enhanced multi-frame one up to the
+per-frame groups only; what it records must be exactly what a full read records, and
+truncation must still be caught."""
 
 from __future__ import annotations
 
@@ -14,10 +15,14 @@ def _xa30(testdata: Path) -> list[Path]:
     return sorted(p for p in (testdata / "siemens_xa30_exam" / "In").rglob("*") if p.is_file())
 
 
+def _classic(testdata: Path) -> list[Path]:
+    return sorted((testdata / "ge_siemens_epi" / "In").rglob("*.dcm"))[:40]
+
+
 def test_quick_read_records_what_a_full_read_records(testdata, secret_key, monkeypatch) -> None:
-    files = _xa30(testdata)
+    files = _xa30(testdata) + _classic(testdata)
     quick = [reader.read_header(p, secret_key) for p in files]
-    monkeypatch.setattr(reader, "_read_enhanced_quickly", lambda fh, size: None)
+    monkeypatch.setattr(reader, "_read_quickly", lambda fh, size: (None, False))
     full = [reader.read_header(p, secret_key) for p in files]
     assert quick == full
     # The per-frame echo time (no shared MR echo group in these DWI files) is still found.
@@ -28,8 +33,16 @@ def test_quick_read_records_what_a_full_read_records(testdata, secret_key, monke
 def test_quick_read_is_used_for_enhanced_objects(testdata) -> None:
     src = next((testdata / "siemens_xa30_exam" / "In" / "10_DWI_dir80_PA").glob("*.dcm"))
     with src.open("rb") as fh:
-        ds = reader._read_enhanced_quickly(fh, src.stat().st_size)
-    assert ds is not None and "PerFrameFunctionalGroupsSequence" not in ds
+        ds, proven = reader._read_quickly(fh, src.stat().st_size)
+    assert proven and ds is not None and "PerFrameFunctionalGroupsSequence" not in ds
+
+
+def test_classic_header_is_read_once_with_pixels_left_to_check(testdata) -> None:
+    src = _classic(testdata)[0]
+    with src.open("rb") as fh:
+        ds, proven = reader._read_quickly(fh, src.stat().st_size)
+    # Whole header, pixel data deferred: the caller still checks its declared length.
+    assert ds is not None and not proven and "PatientID" in ds and 0x7FE00010 in ds
 
 
 @pytest.mark.parametrize("keep", [0.5, 0.9, 0.999])

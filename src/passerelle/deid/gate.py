@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pydicom
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag
 
 from passerelle.deid.text import alnum, tokens
 from passerelle.dicom.classify import FUNCTIONAL_GROUP_TAGS
@@ -122,32 +124,32 @@ class Watchlist:
         self.raw_texts |= other.raw_texts
 
 
-def _values(ds: Dataset, keyword: str) -> Iterator[str]:
-    if keyword not in ds:
-        return
-    value = ds.data_element(keyword).value
-    items = value if isinstance(value, list | pydicom.multival.MultiValue) else [value]
-    for v in items:
-        if v not in (None, ""):
-            yield str(v)
+def _tags(keywords: tuple[str, ...]) -> tuple[BaseTag, ...]:
+    return tuple(BaseTag(tag_for_keyword(k)) for k in keywords)
+
+
+# Looked up by tag in the dataset's keys: a keyword lookup costs a dictionary search each.
+_WATCHED = (
+    (_tags(NAME_KEYWORDS), Watchlist.add_name),
+    (_tags(ID_KEYWORDS), Watchlist.add_id),
+    (_tags(DATE_KEYWORDS), Watchlist.add_date),
+    (_tags(TEXT_KEYWORDS), Watchlist.add_text),
+)
 
 
 def collect(ds: Dataset, watch: Watchlist | None = None) -> Watchlist:
     """Identifying values of one source header, nested sequences included."""
     watch = watch if watch is not None else Watchlist()
-    for keyword in NAME_KEYWORDS:
-        for v in _values(ds, keyword):
-            watch.add_name(v)
-    for keyword in ID_KEYWORDS:
-        for v in _values(ds, keyword):
-            watch.add_id(v)
-    for keyword in DATE_KEYWORDS:
-        for v in _values(ds, keyword):
-            watch.add_date(v)
-    for keyword in TEXT_KEYWORDS:
-        for v in _values(ds, keyword):
-            watch.add_text(v)
-    for tag in list(ds.keys()):
+    present = ds.keys()
+    for tags, add in _WATCHED:
+        for tag in tags:
+            if tag not in present:
+                continue
+            value = ds[tag].value
+            for v in value if isinstance(value, list | pydicom.multival.MultiValue) else [value]:
+                if v not in (None, ""):
+                    add(watch, str(v))
+    for tag in list(present):
         # keep_deferred: large values (private blobs) read lazily stay unread.
         if tag not in FUNCTIONAL_GROUP_TAGS and ds.get_item(tag, keep_deferred=True).VR == "SQ":
             for item in ds[tag].value or []:

@@ -114,16 +114,23 @@ def _at_per_frame_groups(tag: BaseTag, vr: str | None, length: int) -> bool:
     return int(tag) == _PER_FRAME
 
 
-def _read_enhanced_quickly(fh: BinaryIO, size: int) -> Dataset | None:
-    """Enhanced multi-frame: read up to the per-frame groups (thousands of items the index
-    never needs) and prove from the end of the file that whole pixel data follow.
-
-    None whenever that cannot be proven; the caller then reads the whole header.
+def _read_quickly(fh: BinaryIO, size: int) -> tuple[Dataset | None, bool]:
+    """(header, pixels proven whole). A classic object is read whole in one pass (pixel data
+    deferred). An enhanced multi-frame one is read up to the per-frame groups (thousands of
+    items the index never needs), and the end of the file must prove that whole pixel data
+    follow: (None, False) whenever that cannot be proven; the caller then reads it all.
     """
     ds = read_partial(fh, stop_when=_at_per_frame_groups, defer_size=1024)
     position = fh.tell()
+    if position >= size:
+        return ds, False
+    ds = _proven_enhanced(ds, fh, size, position)
+    return ds, ds is not None
+
+
+def _proven_enhanced(ds: Dataset, fh: BinaryIO, size: int, position: int) -> Dataset | None:
     syntax = getattr(ds.get("file_meta"), "TransferSyntaxUID", None)
-    if position >= size or syntax is None or syntax.is_implicit_VR or not syntax.is_little_endian:
+    if syntax is None or syntax.is_implicit_VR or not syntax.is_little_endian:
         return None
     if "EchoTime" not in ds and _enhanced_echo_time(ds) is None:
         # The echo time lives in the per-frame groups: read their first item only.
@@ -231,10 +238,9 @@ def read_header(path: Path, key: SecretKey) -> Header | Unusable:
         with fh, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                ds = _read_enhanced_quickly(fh, size)
+                ds, pixels_checked = _read_quickly(fh, size)
             except InvalidDicomError:
-                ds = None
-            pixels_checked = ds is not None
+                ds, pixels_checked = None, False
             if ds is None:
                 fh.seek(0)
                 try:
