@@ -6,6 +6,10 @@ against a local run of the same inbox.
   mosaic each, distinct synthetic identities) is planned by a dry run with the Slurm
   profile, cold (nothing indexed yet, as for a new delivery); figures: wall time, peak
   RSS of the snakemake process, and Slurm jobs per session from the dry run's job groups;
+* peer: a plain Snakefile of the same shape (the five per-session rules with the same
+  inputs, one group, one closing rule; every command `true`, no planning of its own) planned
+  the same way: what Snakemake alone costs for that many jobs. The 60 s goal was set for a
+  shape of two per-session rules, so that peer is timed too;
 * throughput: the same kind of inbox with --throughput sessions runs for real, locally
   (`--cores 2`) and through the Slurm profile on the local one-node cluster
   (scripts/local_slurm.sh); figures: sessions per minute and the Slurm/local time ratio.
@@ -86,25 +90,89 @@ def _snakemake(inbox: Path, out: Path, key: Path, *args: str) -> list[str]:
     ]  # fmt: skip
 
 
+# The peer: the workflow's per-session shape in a plain Snakefile (see the module docstring).
+PEER_STEP = """
+rule {name}:
+    input: {inputs}
+    output: directory("{name}/{{s}}"), "{name}/{{s}}.json"
+    group: "session"
+    resources: mem_mb=1000, runtime=30
+    shell: "true"
+"""
+PEER_SHAPES = {
+    # step: the steps whose outputs it reads (the workflow's per-session rules)
+    "same shape": {
+        "pseudonymise": [], "convert": ["pseudonymise"], "deface": ["convert"],
+        "segment": ["convert"], "derivatives": ["convert", "deface", "segment"],
+    },
+    "two rules": {"pseudonymise": [], "convert": ["pseudonymise"]},
+}  # fmt: skip
+
+
+def _peer_snakefile(steps: dict[str, list[str]]) -> str:
+    rules = ['N = int(config["n"])\nSESSIONS = [f"{i:05d}" for i in range(N)]\n']
+    last = [name for name in steps if not any(name in deps for deps in steps.values())]
+    rules.append(
+        "rule all:\n    input: "
+        + ", ".join(f'expand("{name}/{{s}}.json", s=SESSIONS)' for name in last)
+        + "\n"
+    )
+    for name, deps in steps.items():
+        inputs = ['"specs/{s}.json"'] if not deps else []
+        inputs += [f'"{d}/{{s}}.json", "{d}/{{s}}"' for d in deps]
+        rules.append(PEER_STEP.format(name=name, inputs=", ".join(inputs)))
+    return "\n".join(rules)
+
+
+def peer(base: Path, sessions: int, shape: str) -> dict[str, float]:
+    """Dry run of the plain Snakefile of that shape with the Slurm profile's executor."""
+    folder = base / f"peer-{shape.replace(' ', '-')}-{sessions}"
+    (folder / "specs").mkdir(parents=True)
+    for i in range(sessions):
+        (folder / "specs" / f"{i:05d}.json").write_text("{}")
+    (folder / "Snakefile").write_text(_peer_snakefile(PEER_SHAPES[shape]))
+    cmd = [
+        sys.executable, "-m", "snakemake", "-n", "-d", str(folder), "-s",
+        str(folder / "Snakefile"), "--executor", "slurm", "--jobs", "100",
+        "--group-components", "session=10", "--config", f"n={sessions}",
+    ]  # fmt: skip
+    wall, rss, code = _run(cmd, folder / "dry-run.log")
+    if code != 0:
+        raise SystemExit(f"peer dry run failed, see {folder / 'dry-run.log'}")
+    shutil.rmtree(folder)
+    return {"planning_s": round(wall, 2), "peak_rss_mb": rss}
+
+
 def plan(base: Path, sessions: int, key: Path) -> dict[str, float]:
     inbox = _inbox(base, sessions)
     out = base / f"plan-{sessions}"
     log = base / f"plan-{sessions}.log"
-    wall, rss, code = _run(_snakemake(inbox, out, key, "-n", "--profile", "profiles/slurm"), log)
+    dry_run = _snakemake(inbox, out, key, "-n", "--profile", "profiles/slurm")
+    wall, rss, code = _run(dry_run, log)
     text = log.read_text()
     if code != 0:
         raise SystemExit(f"dry run of {sessions} failed, see {log}")
+    # Again, headers now indexed: a re-plan (a nightly run, a retried run) costs this.
+    warm, _, code = _run(dry_run, base / f"plan-{sessions}-warm.log")
+    if code != 0:
+        raise SystemExit(f"second dry run of {sessions} failed")
     groups = len(GROUP.findall(text))
     ungrouped = sum(1 for r in TOP_RULE.findall(text) if r not in LOCAL)
     prepare = float(re.search(r"planned in ([\d.]+) s", text).group(1))
     shutil.rmtree(inbox)
+    shutil.rmtree(out.with_name(out.name + ".work"), ignore_errors=True)
+    peers = {shape: peer(base, sessions, shape) for shape in PEER_SHAPES}
     return {
         "sessions": sessions,
         "planning_s": round(wall, 2),
         "prepare_s": prepare,
+        "warm_planning_s": round(warm, 2),
         "peak_rss_mb": rss,
         "slurm_jobs": groups + ungrouped,
         "jobs_per_session": round((groups + ungrouped) / sessions, 3),
+        "peer_same_shape_s": peers["same shape"]["planning_s"],
+        "peer_two_rules_s": peers["two rules"]["planning_s"],
+        "over_peer": round(wall / peers["same shape"]["planning_s"], 2),
     }
 
 
@@ -143,10 +211,15 @@ def draw(results: dict, path: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6), constrained_layout=True)
     left.plot(n, [r["planning_s"] for r in rows], "o-", label="dry run (total)")
     left.plot(n, [r["prepare_s"] for r in rows], "s--", label="of which: index + plan")
+    left.plot(n, [r["warm_planning_s"] for r in rows], "^-", label="again, headers indexed")
+    left.plot(n, [r["peer_same_shape_s"] for r in rows], "x:", color="black",
+              label="plain Snakefile, same shape")  # fmt: skip
+    left.plot(n, [r["peer_two_rules_s"] for r in rows], "+:", color="grey",
+              label="plain Snakefile, 2 rules/session")  # fmt: skip
     left.axhline(60, color="grey", ls=":", label="goal: 60 s at 10,000")
     left.set(xscale="log", yscale="log", xlabel="sessions", ylabel="seconds",
              title="Planning a run (cold)")  # fmt: skip
-    left.legend(fontsize=8)
+    left.legend(fontsize=7)
     right.plot(n, [r["peak_rss_mb"] for r in rows], "o-", color="tab:green")
     right.set(xscale="log", xlabel="sessions", ylabel="MB",
               title="Peak memory of snakemake")  # fmt: skip
@@ -175,7 +248,14 @@ def main() -> int:
     args = parser.parse_args()
     if not MOSAIC.is_file():
         raise SystemExit(f"needs the shared test data ({MOSAIC})")
-    results: dict = {"planning": [], "machine": f"{os.cpu_count()} cores"}
+    # A run of one part keeps the other part's figures from the last run.
+    previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    results: dict = {
+        "planning": [] if args.sizes else previous.get("planning", []),
+        "machine": f"{os.cpu_count()} cores",
+    }
+    if not args.throughput and "throughput" in previous:
+        results["throughput"] = previous["throughput"]
     with tempfile.TemporaryDirectory(prefix="passerelle-scale-") as tmp:
         base = Path(tmp)
         key = _key(base / "bench.key")
