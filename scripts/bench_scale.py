@@ -69,11 +69,11 @@ def _inbox(base: Path, sessions: int, series: Path | None = None) -> Path:
     return inbox
 
 
-def _run(cmd: list[str], log: Path) -> tuple[float, int, int]:
-    """Run cmd from the repository; (wall seconds, peak RSS in MB, exit code)."""
+def _run(cmd: list[str], log: Path, cwd: Path = REPO) -> tuple[float, int, int]:
+    """Run cmd (from the repository); (wall seconds, peak RSS in MB, exit code)."""
     started = time.perf_counter()
     with log.open("w") as fh:
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT)
         try:
             _, status, usage = os.wait4(proc.pid, 0)
         except KeyboardInterrupt:
@@ -110,7 +110,7 @@ PEER_SHAPES = {
 
 
 def _peer_snakefile(steps: dict[str, list[str]]) -> str:
-    rules = ['N = int(config["n"])\nSESSIONS = [f"{i:05d}" for i in range(N)]\n']
+    rules = ['N = int(config["sessions"])\nSESSIONS = [f"{i:05d}" for i in range(N)]\n']
     last = [name for name in steps if not any(name in deps for deps in steps.values())]
     rules.append(
         "rule all:\n    input: "
@@ -132,11 +132,10 @@ def peer(base: Path, sessions: int, shape: str) -> dict[str, float]:
         (folder / "specs" / f"{i:05d}.json").write_text("{}")
     (folder / "Snakefile").write_text(_peer_snakefile(PEER_SHAPES[shape]))
     cmd = [
-        sys.executable, "-m", "snakemake", "-n", "-d", str(folder), "-s",
-        str(folder / "Snakefile"), "--executor", "slurm", "--jobs", "100",
-        "--group-components", "session=10", "--config", f"n={sessions}",
+        sys.executable, "-m", "snakemake", "-n", "--executor", "slurm", "--jobs", "100",
+        "--config", f"sessions={sessions}", "--group-components", "session=10",
     ]  # fmt: skip
-    wall, rss, code = _run(cmd, folder / "dry-run.log")
+    wall, rss, code = _run(cmd, folder / "dry-run.log", cwd=folder)
     if code != 0:
         raise SystemExit(f"peer dry run failed, see {folder / 'dry-run.log'}")
     shutil.rmtree(folder)
