@@ -29,6 +29,8 @@ run: $(STAMP) $(KEY) demo-inbox
 	# on record (qc_report), even when nothing was to do.
 	last=$$(ls -t $(CURDIR)/$(DEMO)/output.work/runs/*.done 2>/dev/null | head -n 1); \
 	$(BIN)/snakemake --report $(DEMO)/output/reports/snakemake_report.html $$last qc_report
+	# Research-facing: the inbox, work area, key and checkout paths become placeholders.
+	$(BIN)/passerelle redact-paths $(DEMO)/output/reports/snakemake_report.html
 	@echo "BIDS dataset: $(DEMO)/output/bids"
 	@echo "run report:   $(DEMO)/output/reports/run_report.html"
 	@echo "HTML report:  $(DEMO)/output/reports/snakemake_report.html"

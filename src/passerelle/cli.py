@@ -36,6 +36,17 @@ def _key(settings) -> object:  # noqa: ANN001
     return load_key(resolve_key_path(settings.key_file, Path.cwd()))
 
 
+def cmd_redact_paths(args: argparse.Namespace) -> int:
+    from passerelle.archive.records import redact_paths
+    from passerelle.fsutil import write_text
+
+    settings = _settings(args)
+    for name in args.files:
+        path = Path(name)
+        write_text(path, redact_paths(path.read_text(encoding="utf-8"), settings, Path.cwd()))
+    return 0
+
+
 def cmd_keygen(args: argparse.Namespace) -> int:
     from passerelle.keys import generate_key_file
 
@@ -497,6 +508,12 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--config", default="config/config.yaml")
         sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
         return sp
+
+    s = with_config(
+        sub.add_parser("redact-paths", help="replace private locations in text files in place")
+    )
+    s.add_argument("files", nargs="+")
+    s.set_defaults(func=cmd_redact_paths)
 
     s = sub.add_parser("keygen", help="create a new secret key file")
     s.add_argument("path")

@@ -73,6 +73,31 @@ def _redact(raw: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
+def private_paths(settings: Settings, cwd: Path) -> list[tuple[str, str]]:
+    """(absolute path, placeholder) of every private location, longest first: the work area
+    lies beside the output and often inside the working folder, and must win over both."""
+    paths = {
+        "inbox": settings.inbox, "output": settings.output, "work": settings.work,
+        "archive": settings.archive, "bids_map": settings.bids_map_path,
+        "deid": settings.deid_path,
+        "key_file": Path(settings.key_file) if settings.key_file else None,
+    }  # fmt: skip
+    pairs = {"<workflow>": {str(cwd), str(cwd.resolve())}}
+    for key, path in paths.items():
+        if path is not None:
+            full = path if path.is_absolute() else cwd / path
+            pairs[PRIVATE_KEYS[key]] = {str(full), str(full.resolve())}
+    found = [(p, placeholder) for placeholder, ps in pairs.items() for p in ps if p != "/"]
+    return sorted(found, key=lambda item: -len(item[0]))
+
+
+def redact_paths(text: str, settings: Settings, cwd: Path) -> str:
+    """Text (a Snakemake report, a log) with private locations replaced by placeholders."""
+    for path, placeholder in private_paths(settings, cwd):
+        text = text.replace(path, placeholder)
+    return text
+
+
 def configuration(settings: Settings) -> dict[str, Any]:
     """Everything that decides the outputs, without secrets or private paths."""
     return {
