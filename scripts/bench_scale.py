@@ -188,7 +188,9 @@ def throughput(base: Path, sessions: int, key: Path, series: Path | None) -> dic
         log = base / f"run-{name}.log"
         wall, _, code = _run(_snakemake(inbox, out, key, *args), log)
         if code != 0:
-            raise SystemExit(f"{name} run failed, see {log}")
+            kept = Path(tempfile.gettempdir()) / f"bench-scale-{name}.log"
+            shutil.copy(log, kept)  # the temporary folder goes with the exit
+            raise SystemExit(f"{name} run failed, see {kept}")
         if name == "slurm":
             figures["slurm_jobs"] = len(re.findall(r"submitted with SLURM jobid", log.read_text()))
         figures[f"{name}_s"] = round(wall, 1)
