@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import string
 from datetime import datetime
 from pathlib import Path
@@ -15,6 +16,7 @@ from passerelle.archive.tools import git
 from passerelle.config import Settings
 from passerelle.errors import ConfigError
 from passerelle.fsutil import canonical_json
+from passerelle.keys import ENV_VAR, resolve_key_path
 
 # Paths on the clinical side, the key, and patterns over inbox folder names never enter
 # the archive; the record keeps a placeholder so the shape of the configuration stays.
@@ -80,7 +82,9 @@ def private_paths(settings: Settings, cwd: Path) -> list[tuple[str, str]]:
         "inbox": settings.inbox, "output": settings.output, "work": settings.work,
         "archive": settings.archive, "bids_map": settings.bids_map_path,
         "deid": settings.deid_path,
-        "key_file": Path(settings.key_file) if settings.key_file else None,
+        # Where the run looks for the key (the environment variable first), never its content.
+        "key_file": resolve_key_path(settings.key_file, cwd)
+        if settings.key_file or os.environ.get(ENV_VAR) else None,
     }  # fmt: skip
     pairs = {"<workflow>": {str(cwd), str(cwd.resolve())}}
     for key, path in paths.items():
