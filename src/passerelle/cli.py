@@ -123,6 +123,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     write_json(Path(args.out), result)
     write_json(settings.reports_dir / "bids_validation.json", result)
     print(f"BIDS validator: {result['errors']} errors, {result['warnings']} warnings")
+    # The codes and dataset paths (pseudonymised names only) say what to fix without opening
+    # the report; a long list is cut so the log stays readable.
+    errors = [i for i in result["issues"] if i["severity"] == "error"]
+    for issue in errors[:20]:
+        sub = f" ({issue['subCode']})" if issue.get("subCode") else ""
+        print(f"  error {issue['code']}{sub} at {issue.get('location') or 'dataset'}")
+    if len(errors) > 20:
+        print(f"  ... {len(errors) - 20} more in OUTPUT/reports/bids_validation.json")
     # Errors fail the run unless the configuration says validation is advisory.
     return 1 if result["errors"] and settings.raw["validate"] else 0
 

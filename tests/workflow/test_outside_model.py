@@ -40,11 +40,6 @@ def _derivatives(script: Path) -> str:
     return "derivatives=" + json.dumps({"suffixes": [], "segment_suffixes": [], "models": [model]})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: with the built-in segmentation off, derivatives_session still draws "
-    "the built-in dseg QC picture and fails on the missing file",
-)
 def test_outside_model_runs_as_its_own_job_and_is_published(
     testdata: Path, key_file: Path, tmp_path: Path
 ) -> None:

@@ -63,6 +63,9 @@ def summarise_session(
         for a in layout.anat_images(result, sorted({*raw_cfg["derivatives"]["suffixes"], "T1w"}))
     }
     images: list[dict[str, Any]] = []
+    # The built-in picture draws only the built-in step's labels: an outside model shares the
+    # segmentation dataset but has its own files and label scheme.
+    builtin_seg: list[dict[str, Any]] = []
     activities, timed = [], []
     for path, rec in sorted(recs.items()):
         kind = rec["kind"]
@@ -84,6 +87,8 @@ def summarise_session(
             images.append(entry)
             if entry["state"] == QUARANTINED:
                 continue
+            if kind == "segment":
+                builtin_seg.append(entry)
             prefix = "deface" if kind == "deface" else "seg"
             act = {
                 "id": f"{kind}-{Path(img['source']).name.removesuffix('.nii.gz')}",
@@ -121,7 +126,6 @@ def summarise_session(
     )
     summary = {"subject": sub, "session": ses, "images": images}
     show_source = raw_cfg["derivatives"]["release"] == "internal"
-    ok = lambda e, ds: e["dataset"] == ds and e["state"] != QUARANTINED  # noqa: E731
     qc.deface_mosaic(
         [
             (
@@ -131,7 +135,7 @@ def summarise_session(
                 dirs[deface_rec] / anats[e["source"]].face_mask,
             )
             for e in images
-            if ok(e, DEFACE)
+            if e["dataset"] == DEFACE and e["state"] != QUARANTINED
         ],
         qc_out[0],
         show_source,
@@ -144,8 +148,7 @@ def summarise_session(
                 dirs[seg_rec] / anats[e["source"]].dseg,
                 dirs[seg_rec] / anats[e["source"]].brain_mask,
             )
-            for e in images
-            if ok(e, SEG)
+            for e in builtin_seg
         ],
         qc_out[1],
     )
