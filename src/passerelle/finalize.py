@@ -19,7 +19,15 @@ from passerelle.fsutil import write_json, write_tsv
 from passerelle.keys import SecretKey
 from passerelle.labels import opaque_id
 from passerelle.plan import PENDING, QUARANTINED
-from passerelle.rungate import check_shared, dataset_files, run_watchlist, session_hits
+from passerelle.rungate import (
+    check_shared,
+    dataset_files,
+    merged,
+    session_hits,
+    session_watchlists,
+    subject_files,
+    subject_watchlists,
+)
 from passerelle.state import State
 
 
@@ -118,6 +126,15 @@ def _withdraw(settings: Settings, sub: str, ses: str, why: str, rows: list[Any])
             rows[i] = (row[0], QUARANTINED, reason, sub, ses, row[5])
 
 
+def _prune_subjects(bids: Path) -> None:
+    """A subject left with no session (all withheld or withdrawn) leaves the dataset: an
+    empty subject folder is a participant the dataset does not list."""
+    for base in (bids, bids / "sourcedata" / "dicom"):
+        for folder in sorted(base.glob("sub-*")) if base.is_dir() else []:
+            if folder.is_dir() and not any(folder.glob("ses-*")):
+                shutil.rmtree(folder)
+
+
 def _apply_risk(settings: Settings, run_id: str, risk_path: Path | None) -> dict[str, Any] | None:
     """Write the risk step's remedies into the release, and its public summary and pictures."""
     if risk_path is None:
@@ -183,9 +200,14 @@ def finalize(
         derivative_summaries = [
             d for sub, ses in sessions if (d := _publish_derivatives(settings, sub, ses))
         ]
-        watch = run_watchlist(settings, sessions)
-        for (sub, ses), hit in session_hits(settings, sessions, watch).items():
+        per_session = session_watchlists(settings, sessions)
+        watch = merged(per_session.values())
+        by_subject = subject_watchlists(
+            settings, per_session, [(row[0], row[4]) for row in state.sessions()]
+        )
+        for (sub, ses), hit in session_hits(settings, sessions, by_subject).items():
             _withdraw(settings, sub, ses, str(hit), rows)
+        _prune_subjects(settings.bids_dir)
         state.set_dispositions(rows)
         present = [
             row
@@ -217,7 +239,9 @@ def finalize(
         if relevelled:
             summary["sessions_republished"] = relevelled
         write_json(settings.reports_dir / "summary.json", summary)
-        check_shared(settings, dataset_files(settings, {s for s, _ in sessions}), watch)
+        check_shared(settings, dataset_files(settings), watch)
+        for sub, sub_watch in sorted(by_subject.items()):
+            check_shared(settings, subject_files(settings, sub), sub_watch)
         # Recorded last: a run that dies before here republishes again next time.
         state.set_meta("release_level", settings.raw["derivatives"]["release"])
         return summary

@@ -7,6 +7,7 @@ run, which also catches one patient's identity turning up in another's outputs.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Iterable
@@ -14,17 +15,69 @@ from pathlib import Path
 
 from passerelle.bids.paths import session_dir
 from passerelle.config import Settings
-from passerelle.deid.gate import Hit, Watchlist, scan_text, scan_tree
+from passerelle.deid.gate import Hit, Watchlist, dates_in, scan_text, scan_tree
 from passerelle.errors import PasserelleError
 from passerelle.plan import spec_path
 from passerelle.pseudonymise import source_watchlist
 
 
-def run_watchlist(settings: Settings, sessions: Iterable[tuple[str, str]]) -> Watchlist:
+def session_watchlists(
+    settings: Settings, sessions: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], Watchlist]:
+    """Each session's source identities, read once for every gate of the finalize step."""
+    return {
+        (sub, ses): source_watchlist(json.loads(spec_path(settings.work, sub, ses).read_text()))
+        for sub, ses in sessions
+    }
+
+
+def merged(watches: Iterable[Watchlist]) -> Watchlist:
     watch = Watchlist()
-    for sub, ses in sessions:
-        watch.merge(source_watchlist(json.loads(spec_path(settings.work, sub, ses).read_text())))
+    for w in watches:
+        watch.merge(w)
     return watch
+
+
+def run_watchlist(settings: Settings, sessions: Iterable[tuple[str, str]]) -> Watchlist:
+    return merged(session_watchlists(settings, sessions).values())
+
+
+def _written_dates(settings: Settings, sub: str, ses: str) -> set[str]:
+    """The shifted acquisition dates the pseudonymise step recorded for a session."""
+    path = settings.work / "pseudo" / f"sub-{sub}_ses-{ses}.json"
+    if not path.is_file():
+        return set()
+    pseudo = json.loads(path.read_text())
+    times = [pseudo.get("acq_time"), *(s.get("acq_time") for s in pseudo.get("series", []))]
+    return {d for t in times if t for d in dates_in(t)}
+
+
+def subject_watchlists(
+    settings: Settings,
+    per_session: dict[tuple[str, str], Watchlist],
+    acq_times: Iterable[tuple[str, str | None]],
+) -> dict[str, Watchlist]:
+    """The run's watchlist for each subject's own files (session folders, sessions.tsv).
+
+    A subject's shifted dates are exempt there: a few hundred patients scanned over a few
+    years make one patient's shifted date equal to another's real date a common chance
+    (about 6% of sessions in a 200-session run), and such a date says nothing about the other
+    patient. A shifted date equal to one of the subject's own real dates stays a hit.
+    acq_times: (subject, shifted session time) of every session in the dataset.
+    """
+    watch = merged(per_session.values())
+    written: dict[str, set[str]] = {}
+    real: dict[str, set[str]] = {}
+    for (sub, ses), w in per_session.items():
+        written.setdefault(sub, set()).update(_written_dates(settings, sub, ses))
+        real.setdefault(sub, set()).update(w.dates)
+    for sub, acq_time in acq_times:
+        if sub in written and acq_time:
+            written[sub].update(dates_in(acq_time))
+    return {
+        sub: dataclasses.replace(watch, dates=watch.dates - (dates - real[sub]))
+        for sub, dates in written.items()
+    }
 
 
 def _scan(
@@ -61,13 +114,13 @@ def _root(settings: Settings) -> Path:
 
 
 def session_hits(
-    settings: Settings, sessions: list[tuple[str, str]], watch: Watchlist
+    settings: Settings, sessions: list[tuple[str, str]], watches: dict[str, Watchlist]
 ) -> dict[tuple[str, str], Hit]:
-    """First hit in each published session's BIDS files, if any."""
+    """First hit in each published session's BIDS files, if any (watches: by subject)."""
     found = {}
     for sub, ses in sessions:
         folder = settings.bids_dir / session_dir(sub, ses)
-        hits = _scan(_root(settings), folder.rglob("*"), watch) if folder.is_dir() else []
+        hits = _scan(_root(settings), folder.rglob("*"), watches[sub]) if folder.is_dir() else []
         if hits:
             found[(sub, ses)] = hits[0]
     return found
@@ -85,12 +138,15 @@ def check_shared(settings: Settings, paths: Iterable[Path], watch: Watchlist) ->
         raise PasserelleError(f"PHI gate: identifier in a run output, file removed: {where}")
 
 
-def dataset_files(settings: Settings, subjects: Iterable[str]) -> list[Path]:
-    bids = settings.bids_dir
-    paths = [p for p in bids.iterdir() if p.is_file()]
-    for sub in subjects:
-        paths += list((bids / f"sub-{sub}").glob("*.tsv"))
+def dataset_files(settings: Settings) -> list[Path]:
+    """Files the whole dataset shares: top-level tables and descriptions, the reports."""
+    paths = [p for p in settings.bids_dir.iterdir() if p.is_file()]
     return paths + [p for p in settings.reports_dir.rglob("*") if p.is_file()]
+
+
+def subject_files(settings: Settings, sub: str) -> list[Path]:
+    """A subject's own tables (sessions.tsv), outside its session folders."""
+    return sorted((settings.bids_dir / f"sub-{sub}").glob("*.tsv"))
 
 
 def log_files(settings: Settings) -> list[Path]:
