@@ -45,7 +45,9 @@ STUDIES = 2
 GROUP = re.compile(r"^\S.*Group job (\S+) ", re.M)
 TOP_RULE = re.compile(r"^rule (\w+):", re.M)
 # Rules Snakemake runs in the main process (localrules, and the target rule `all`).
-LOCAL = {"risk", "finalize", "validate", "report", "reintegrate", "all"}
+LOCAL = {
+    "risk", "finalize", "validate", "report", "reintegrate", "tissue_volumes", "qc_report", "all",
+}  # fmt: skip
 RUN_TIMEOUT = 3600
 
 

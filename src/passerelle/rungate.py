@@ -116,11 +116,15 @@ def _root(settings: Settings) -> Path:
 def session_hits(
     settings: Settings, sessions: list[tuple[str, str]], watches: dict[str, Watchlist]
 ) -> dict[tuple[str, str], Hit]:
-    """First hit in each published session's BIDS files, if any (watches: by subject)."""
+    """First hit in each published session's BIDS files, if any (watches: by subject).
+
+    Hits are named from the output folder: the withdrawal reason is published (summary,
+    manifest), and the same inputs must give the same bytes wherever the output lies.
+    """
     found = {}
     for sub, ses in sessions:
         folder = settings.bids_dir / session_dir(sub, ses)
-        hits = _scan(_root(settings), folder.rglob("*"), watches[sub]) if folder.is_dir() else []
+        hits = _scan(settings.output, folder.rglob("*"), watches[sub]) if folder.is_dir() else []
         if hits:
             found[(sub, ses)] = hits[0]
     return found
