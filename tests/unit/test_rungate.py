@@ -8,6 +8,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from passerelle.deid.gate import Watchlist
 from passerelle.finalize import _prune_subjects
 from passerelle.fsutil import write_tsv
@@ -53,26 +55,30 @@ def test_a_shifted_date_equal_to_another_patients_real_date_passes(tmp_path: Pat
     assert "20151219" in by_subject["b"].dates
 
 
-def test_a_real_date_still_stops_a_session(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("second", "shifted", "scans_time", "watches"),
+    [
+        # B's session holds B's own real, unshifted date (a shifting failure).
+        (("b", "1"), "2015-06-20T10:00:00", "2015-12-19T10:05:00", ("20160621", "20151219")),
+        # A's second study, shifted, lands on the real day of A's first study.
+        (("a", "2"), "2016-06-21T09:00:00", "2016-06-21T09:10:00", ("20160621", "20161019")),
+    ],
+    ids=["real-date-in-place", "own-real-date"],
+)
+def test_a_real_date_of_the_subject_stops_a_session(
+    tmp_path: Path,
+    second: tuple[str, str],
+    shifted: str,
+    scans_time: str,
+    watches: tuple[str, str],
+) -> None:
     settings = _settings(tmp_path)
-    # B's session holds B's own real, unshifted date (a shifting failure).
     _session(settings, "a", "1", "2015-12-19T02:07:51", "2015-12-19T02:20:20")
-    _session(settings, "b", "1", "2015-06-20T10:00:00", "2015-12-19T10:05:00")
-    per_session = {("a", "1"): _watch("20160621"), ("b", "1"): _watch("20151219")}
+    _session(settings, *second, shifted, scans_time)
+    per_session = {("a", "1"): _watch(watches[0]), second: _watch(watches[1])}
     by_subject = subject_watchlists(settings, per_session, [])
     hits = session_hits(settings, sorted(per_session), by_subject)
-    assert list(hits) == [("b", "1")] and hits[("b", "1")].kind == "date"
-
-
-def test_a_shifted_date_equal_to_the_patients_own_real_date_stays_a_hit(tmp_path: Path) -> None:
-    settings = _settings(tmp_path)
-    # A's second study, shifted, lands on the real day of A's first study.
-    _session(settings, "a", "1", "2015-12-19T02:07:51", "2015-12-19T02:20:20")
-    _session(settings, "a", "2", "2016-06-21T09:00:00", "2016-06-21T09:10:00")
-    per_session = {("a", "1"): _watch("20160621"), ("a", "2"): _watch("20161019")}
-    by_subject = subject_watchlists(settings, per_session, [])
-    hits = session_hits(settings, sorted(per_session), by_subject)
-    assert list(hits) == [("a", "2")]
+    assert list(hits) == [second] and hits[second].kind == "date"
 
 
 def test_sessions_tsv_times_of_earlier_runs_are_the_subjects_own(tmp_path: Path) -> None:
